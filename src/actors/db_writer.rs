@@ -1,0 +1,121 @@
+//! DB writer actor (… → NSQ → **DB**): collects results from the NSQ Listener and writes
+//! them in batches, one transaction each, replying to every sender only after the commit,
+//! so the listener finishes an NSQ message only once its result is durable.
+//!
+//! Batching: a result is written at once when the batch is full, otherwise after a short
+//! delay (a timer message, never a sleep in the handler). While a transaction runs, new
+//! results wait in the mailbox and form the next batch, so batches grow with load.
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::model::JobResult;
+use crate::store::{Store, StoreOutcome};
+
+pub struct DbWriter;
+
+#[derive(Clone)]
+pub struct DbWriterArgs {
+    pub store: Store,
+    /// Results per transaction, at most.
+    pub batch_size: usize,
+    /// How long a partial batch waits for company.
+    pub batch_delay: Duration,
+}
+
+pub struct DbWriterState {
+    store: Store,
+    batch_size: usize,
+    batch_delay: Duration,
+    pending: Vec<(JobResult, RpcReplyPort<Result<StoreOutcome, String>>)>,
+    timer_armed: bool,
+}
+
+pub enum DbWriterMsg {
+    /// Store one result; the reply comes after the commit (Err = not stored, retry later).
+    Write(Box<JobResult>, RpcReplyPort<Result<StoreOutcome, String>>),
+    /// The batch timer fired: write what is pending.
+    Flush,
+    /// Write everything pending, then reply (graceful shutdown).
+    Drain(RpcReplyPort<()>),
+}
+
+impl DbWriterState {
+    async fn flush(&mut self) {
+        self.timer_armed = false;
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(self.batch_size);
+            let batch: Vec<_> = self.pending.drain(..n).collect();
+            let results: Vec<JobResult> = batch.iter().map(|(r, _)| r.clone()).collect();
+            match self.store.store_results(&results).await {
+                Ok(outcomes) => {
+                    tracing::debug!(n = results.len(), "results committed");
+                    for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, n = results.len(), "result batch not stored; senders will retry");
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Actor for DbWriter {
+    type Msg = DbWriterMsg;
+    type State = DbWriterState;
+    type Arguments = DbWriterArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(DbWriterState {
+            store: args.store,
+            batch_size: args.batch_size.max(1),
+            batch_delay: args.batch_delay,
+            pending: Vec::new(),
+            timer_armed: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            DbWriterMsg::Write(result, reply) => {
+                state.pending.push((*result, reply));
+                if state.pending.len() >= state.batch_size || state.batch_delay.is_zero() {
+                    state.flush().await;
+                } else if !state.timer_armed {
+                    state.timer_armed = true;
+                    myself.send_after(state.batch_delay, || DbWriterMsg::Flush);
+                }
+            }
+            DbWriterMsg::Flush => state.flush().await,
+            DbWriterMsg::Drain(reply) => {
+                state.flush().await;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.flush().await;
+        Ok(())
+    }
+}

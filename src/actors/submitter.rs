@@ -1,0 +1,256 @@
+//! Submitter actor (**submit** → queue): stores new tasks first (the database is the source
+//! of truth), then hands their jobs to the queue and marks them PENDING. If the queue is
+//! unreachable the tasks simply stay NOT_STARTED and the person sees them waiting.
+//!
+//! It also runs the reconciler, on a timer message:
+//! * NOT_STARTED tasks older than a few seconds are queued again (the queue was down);
+//! * PENDING tasks past their deadline are queued again (their result was lost in
+//!   transit, e.g. nsqd restarted without persistence), up to `max_attempts`, after which
+//!   they finish with an error result.
+//!
+//! Claims go through `Store::claim_stale`, whose UPDATE re-checks its own condition, so
+//! several `serve` processes sweeping the same database never queue a task twice at once.
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::task::JoinHandle;
+
+use crate::model::{JobResult, ResultRecord, Task, TaskStatus, now_ms};
+use crate::queue::SharedQueue;
+use crate::store::{NewTask, Store};
+
+pub struct Submitter;
+
+/// Reconciler settings.
+#[derive(Clone, Debug)]
+pub struct SweepConfig {
+    pub interval: Duration,
+    pub not_started_after: Duration,
+    pub pending_deadline: Duration,
+    pub max_attempts: i32,
+    /// Tasks claimed per sweep and status.
+    pub batch: i64,
+}
+
+#[derive(Clone)]
+pub struct SubmitterArgs {
+    pub store: Store,
+    pub queue: SharedQueue,
+    pub sweep: SweepConfig,
+}
+
+pub struct SubmitterState {
+    store: Store,
+    queue: SharedQueue,
+    sweep: SweepConfig,
+    timer: Option<JoinHandle<()>>,
+    /// Whether the last enqueue failed (to log the outage once, and its end once).
+    queue_down: bool,
+}
+
+pub enum SubmitterMsg {
+    /// Store these tasks and queue them. Replies with the stored tasks (PENDING when the
+    /// queue took them, NOT_STARTED when it did not), or an error if nothing was stored.
+    Submit(Vec<NewTask>, RpcReplyPort<Result<Vec<Task>, String>>),
+    /// Timer: re-queue what was left behind.
+    Sweep,
+    /// Run a sweep now and reply when done (tests, admin).
+    SweepNow(RpcReplyPort<()>),
+}
+
+impl SubmitterState {
+    /// Queues `tasks` and records it; false if the queue refused.
+    async fn enqueue(&mut self, tasks: &[Task]) -> bool {
+        if tasks.is_empty() {
+            return true;
+        }
+        let jobs: Vec<_> = tasks.iter().map(Task::job).collect();
+        match tokio::time::timeout(Duration::from_secs(5), self.queue.enqueue(&jobs)).await {
+            Ok(Ok(())) => {
+                if self.queue_down {
+                    tracing::info!("queue reachable again");
+                    self.queue_down = false;
+                }
+                let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
+                if let Err(e) = self.store.mark_queued(&ids).await {
+                    // Queued but not marked: the worker's result still finishes them.
+                    tracing::warn!(error = %e, "tasks queued but not marked PENDING");
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                self.note_down(&e.to_string(), tasks.len());
+                false
+            }
+            Err(_) => {
+                self.note_down("enqueue timed out", tasks.len());
+                false
+            }
+        }
+    }
+
+    fn note_down(&mut self, why: &str, n: usize) {
+        if !self.queue_down {
+            tracing::warn!(
+                error = why,
+                tasks = n,
+                "queue unavailable; tasks wait as NOT_STARTED and are re-queued when it is back"
+            );
+        }
+        self.queue_down = true;
+    }
+
+    async fn sweep(&mut self) {
+        let s = self.sweep.clone();
+        match self
+            .store
+            .claim_stale(
+                TaskStatus::NotStarted,
+                s.not_started_after.as_millis() as i64,
+                s.batch,
+            )
+            .await
+        {
+            Ok(tasks) if !tasks.is_empty() => {
+                if self.enqueue(&tasks).await {
+                    tracing::info!(
+                        n = tasks.len(),
+                        "re-queued tasks that were waiting for the queue"
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reconciler could not read NOT_STARTED tasks"),
+        }
+        match self
+            .store
+            .claim_stale(
+                TaskStatus::Pending,
+                s.pending_deadline.as_millis() as i64,
+                s.batch,
+            )
+            .await
+        {
+            Ok(tasks) if !tasks.is_empty() => {
+                let (give_up, retry): (Vec<Task>, Vec<Task>) = tasks
+                    .into_iter()
+                    .partition(|t| t.attempts >= s.max_attempts);
+                if !give_up.is_empty() {
+                    let results: Vec<JobResult> = give_up
+                        .iter()
+                        .map(|t| gave_up(t, s.pending_deadline))
+                        .collect();
+                    match self.store.store_results(&results).await {
+                        Ok(_) => tracing::warn!(
+                            n = results.len(),
+                            "tasks gave up after too many attempts"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "could not store gave-up results"),
+                    }
+                }
+                if !retry.is_empty() && self.enqueue(&retry).await {
+                    tracing::info!(
+                        n = retry.len(),
+                        "re-queued PENDING tasks whose result never arrived"
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reconciler could not read PENDING tasks"),
+        }
+    }
+}
+
+/// The final result of a task that was queued `max_attempts` times without a result.
+fn gave_up(t: &Task, deadline: Duration) -> JobResult {
+    JobResult {
+        task_id: t.id,
+        result: ResultRecord {
+            words_count: None,
+            http_status_code: None,
+            error: Some(format!(
+                "gave up: queued {} times, no result arrived within {} s each time",
+                t.attempts,
+                deadline.as_secs()
+            )),
+            timestamp: now_ms(),
+            final_url: None,
+            content_type: None,
+            charset: None,
+            bytes_read: 0,
+            truncated: false,
+            duration_ms: 0,
+            attempts: 0,
+        },
+        worker: "reconciler".into(),
+    }
+}
+
+impl Actor for Submitter {
+    type Msg = SubmitterMsg;
+    type State = SubmitterState;
+    type Arguments = SubmitterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let timer = (!args.sweep.interval.is_zero())
+            .then(|| myself.send_interval(args.sweep.interval, || SubmitterMsg::Sweep));
+        Ok(SubmitterState {
+            store: args.store,
+            queue: args.queue,
+            sweep: args.sweep,
+            timer,
+            queue_down: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SubmitterMsg::Submit(new, reply) => {
+                let mut tasks = match state.store.insert_tasks(&new).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not store submitted tasks");
+                        let _ = reply.send(Err(
+                            "the database is unavailable; nothing was stored, please retry".into(),
+                        ));
+                        return Ok(());
+                    }
+                };
+                if state.enqueue(&tasks).await {
+                    for t in &mut tasks {
+                        t.status = TaskStatus::Pending;
+                        t.attempts += 1;
+                    }
+                }
+                let _ = reply.send(Ok(tasks));
+            }
+            SubmitterMsg::Sweep => state.sweep().await,
+            SubmitterMsg::SweepNow(reply) => {
+                state.sweep().await;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = state.timer.take() {
+            t.abort();
+        }
+        Ok(())
+    }
+}

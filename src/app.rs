@@ -1,0 +1,383 @@
+//! Wiring: builds the store, queue, result bus, fetcher and actors from the configuration,
+//! and runs `serve` or `worker`. Library functions (not `main`) so that the integration
+//! tests start the real thing on port 0 and stop it as SIGTERM would.
+//!
+//! Graceful stop, in flow order: stop accepting HTTP requests → drain the worker pool
+//! (running jobs finish and publish, the rest are released to the queue) → stop the
+//! Submitter → drain the listener (every taken message settled) → flush the DB writer →
+//! close the database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ractor::{Actor, ActorRef};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::actors::ActorSlot;
+use crate::actors::db_writer::{DbWriter, DbWriterArgs, DbWriterMsg};
+use crate::actors::nsq_listener::{
+    NsqListener, NsqListenerArgs, NsqListenerMsg, SharedSource, SourceFactory,
+};
+use crate::actors::submitter::{Submitter, SubmitterArgs, SubmitterMsg, SweepConfig};
+use crate::actors::supervisor::{ChildSpec, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::actors::worker::{WorkerPool, WorkerPoolArgs, WorkerPoolMsg, consumer_name};
+use crate::bus::memory::MemoryPublisher;
+use crate::bus::nsq::{NsqPublisher, NsqSource};
+use crate::bus::{ResultSource, SharedPublisher};
+use crate::config::{ServeArgs, WorkerArgs};
+use crate::fetch::{Fetcher, install_crypto_provider};
+use crate::http::{AppState, app};
+use crate::queue::SharedQueue;
+use crate::queue::memory::MemoryQueue;
+use crate::queue::redis::RedisQueue;
+use crate::store::Store;
+
+/// The job queue named by the configuration (Redis, or in-process).
+fn make_queue(w: &WorkerArgs) -> anyhow::Result<SharedQueue> {
+    Ok(match w.redis_config() {
+        Some(c) => Arc::new(RedisQueue::new(&c).context("REDIS_URL")?),
+        None => Arc::new(MemoryQueue::new(Duration::from_secs(
+            w.visibility_timeout_secs.max(1),
+        ))),
+    })
+}
+
+/// The worker pool's child spec.
+fn pool_spec(
+    w: &WorkerArgs,
+    queue: SharedQueue,
+    publisher: SharedPublisher,
+    slot: ActorSlot<WorkerPoolMsg>,
+) -> anyhow::Result<ChildSpec> {
+    let fetcher = Fetcher::new(w.fetch_config()).context("fetch settings")?;
+    let args = WorkerPoolArgs {
+        queue,
+        publisher,
+        fetcher,
+        workers: w.workers,
+        max_deliveries: w.max_deliveries,
+        consumer: consumer_name(),
+    };
+    Ok(ChildSpec::new("worker_pool", slot, move || {
+        (WorkerPool, args.clone())
+    }))
+}
+
+/// How long a draining pool waits for running jobs: one full fetch with its retries.
+fn drain_wait(w: &WorkerArgs) -> Duration {
+    Duration::from_millis(
+        w.fetch_timeout_ms
+            .saturating_mul(u64::from(w.fetch_attempts.max(1))),
+    )
+    .min(Duration::from_secs(90))
+        + Duration::from_secs(2)
+}
+
+/// A running `serve`: its address, its store, and the way to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: Store,
+    /// The in-process bus's publisher, when no NSQ is configured (tests inject messages).
+    pub memory_bus: Option<MemoryPublisher>,
+    pub submitter: ActorSlot<SubmitterMsg>,
+    pub worker_pool: ActorSlot<WorkerPoolMsg>,
+    stop_http: Option<oneshot::Sender<()>>,
+    http: Option<JoinHandle<std::io::Result<()>>>,
+    supervisor: ActorRef<SupervisorMsg>,
+    listener: ActorSlot<NsqListenerMsg>,
+    db_writer: ActorSlot<DbWriterMsg>,
+    drain_wait: Duration,
+}
+
+impl Running {
+    /// Graceful stop (what SIGTERM does).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop_http.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.http.take() {
+            match tokio::time::timeout(Duration::from_secs(10), h).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+                Err(_) => tracing::warn!("HTTP connections still open after 10 s; closing"),
+                _ => {}
+            }
+        }
+        if let Some(pool) = self.worker_pool.get() {
+            let wait = self.drain_wait;
+            let _ = pool
+                .call(
+                    |r| WorkerPoolMsg::Drain(wait, r),
+                    Some(wait + Duration::from_secs(10)),
+                )
+                .await;
+        }
+        if let Some(s) = self.submitter.get() {
+            let _ = s.stop_and_wait(None, Some(Duration::from_secs(10))).await;
+        }
+        if let Some(l) = self.listener.get() {
+            let wait = Duration::from_secs(10);
+            let _ = l
+                .call(
+                    |r| NsqListenerMsg::Drain(wait, r),
+                    Some(wait + Duration::from_secs(5)),
+                )
+                .await;
+        }
+        if let Some(w) = self.db_writer.get() {
+            let _ = w
+                .call(DbWriterMsg::Drain, Some(Duration::from_secs(30)))
+                .await;
+        }
+        let _ = self
+            .supervisor
+            .stop_and_wait(None, Some(Duration::from_secs(10)))
+            .await;
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Starts `serve`: opens the database (running migrations), starts the actors and the
+/// web server on `args.listen` (port 0 allowed), and returns at once.
+pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
+    install_crypto_provider();
+    let w = &args.worker;
+    let store = Store::connect(&args.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&args.database_url)))?;
+    let queue = make_queue(w)?;
+
+    let mut memory_bus = None;
+    let (publisher, source): (SharedPublisher, SourceFactory) = match w.nsq_config(
+        &args.nsq_channel,
+        &args.nsqlookupd_http_address,
+        args.nsq_max_in_flight,
+    ) {
+        Some(cfg) => {
+            cfg.validate().context("NSQ settings")?;
+            let publisher = NsqPublisher::new(cfg.clone()).context("NSQ settings")?;
+            let factory: SourceFactory = Arc::new(move || -> Box<dyn ResultSource> {
+                match NsqSource::new(cfg.clone()) {
+                    Ok(s) => Box::new(s),
+                    // Validated above; cannot happen.
+                    Err(e) => panic!("NSQ settings became invalid: {e}"),
+                }
+            });
+            (Arc::new(publisher), factory)
+        }
+        None => {
+            let (p, s) = crate::bus::memory::channel();
+            memory_bus = Some(p.clone());
+            let shared = Arc::new(Mutex::new(s));
+            let factory: SourceFactory = Arc::new(move || -> Box<dyn ResultSource> {
+                Box::new(SharedSource(shared.clone()))
+            });
+            (Arc::new(p), factory)
+        }
+    };
+
+    let db_writer: ActorSlot<DbWriterMsg> = ActorSlot::default();
+    let listener: ActorSlot<NsqListenerMsg> = ActorSlot::default();
+    let submitter: ActorSlot<SubmitterMsg> = ActorSlot::default();
+    let worker_pool: ActorSlot<WorkerPoolMsg> = ActorSlot::default();
+
+    let writer_args = DbWriterArgs {
+        store: store.clone(),
+        batch_size: args.db_batch_size,
+        batch_delay: Duration::from_millis(args.db_batch_delay_ms),
+    };
+    let listener_args = NsqListenerArgs {
+        source,
+        db_writer: db_writer.clone(),
+        max_in_flight: args.nsq_max_in_flight.max(1) as usize,
+    };
+    let submitter_args = SubmitterArgs {
+        store: store.clone(),
+        queue: queue.clone(),
+        sweep: SweepConfig {
+            interval: Duration::from_secs(args.sweep_interval_secs),
+            not_started_after: Duration::from_secs(args.requeue_not_started_secs),
+            pending_deadline: Duration::from_secs(args.pending_deadline_secs),
+            max_attempts: args.max_task_attempts.max(1),
+            batch: 500,
+        },
+    };
+    let mut children = vec![
+        ChildSpec::new("db_writer", db_writer.clone(), move || {
+            (DbWriter, writer_args.clone())
+        }),
+        ChildSpec::new("nsq_listener", listener.clone(), move || {
+            (NsqListener, listener_args.clone())
+        }),
+        ChildSpec::new("submitter", submitter.clone(), move || {
+            (Submitter, submitter_args.clone())
+        }),
+    ];
+    if w.workers > 0 {
+        children.push(pool_spec(w, queue.clone(), publisher, worker_pool.clone())?);
+    }
+    let (supervisor, _) = Actor::spawn(None, Supervisor, SupervisorArgs { children })
+        .await
+        .context("starting the actors")?;
+
+    let tcp = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = tcp.local_addr()?;
+    let state = AppState {
+        store: store.clone(),
+        submitter: submitter.clone(),
+        queue: queue.clone(),
+        page_size: args.page_size.clamp(1, 500),
+        max_submit: args.max_submit_addresses.max(1),
+        submit_timeout: Duration::from_secs(60),
+    };
+    let (stop_http, stop_rx) = oneshot::channel::<()>();
+    let router = app(state);
+    let http = tokio::spawn(async move {
+        axum::serve(tcp, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    tracing::info!(
+        %addr,
+        database = store.kind(),
+        queue = queue.kind(),
+        bus = if memory_bus.is_some() { "memory" } else { "nsq" },
+        workers = w.workers,
+        "wordtally serving on http://{addr}/tasks"
+    );
+    Ok(Running {
+        addr,
+        store,
+        memory_bus,
+        submitter,
+        worker_pool,
+        stop_http: Some(stop_http),
+        http: Some(http),
+        supervisor,
+        listener,
+        db_writer,
+        drain_wait: drain_wait(w),
+    })
+}
+
+/// A running `worker` process's pipeline.
+pub struct RunningWorker {
+    pub worker_pool: ActorSlot<WorkerPoolMsg>,
+    supervisor: ActorRef<SupervisorMsg>,
+    drain_wait: Duration,
+}
+
+impl RunningWorker {
+    /// Graceful stop: running jobs finish and publish; unstarted ones go back to the queue.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some(pool) = self.worker_pool.get() {
+            let wait = self.drain_wait;
+            let _ = pool
+                .call(
+                    |r| WorkerPoolMsg::Drain(wait, r),
+                    Some(wait + Duration::from_secs(10)),
+                )
+                .await;
+        }
+        let _ = self
+            .supervisor
+            .stop_and_wait(None, Some(Duration::from_secs(10)))
+            .await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+/// Starts `worker`: the job source, the worker pool and the NSQ publisher only.
+pub async fn start_worker(w: WorkerArgs) -> anyhow::Result<RunningWorker> {
+    install_crypto_provider();
+    if w.redis_url.is_none() || w.nsqd_tcp_address.is_none() {
+        bail!(
+            "`wordtally worker` needs REDIS_URL (where jobs come from) and NSQD_TCP_ADDRESS (where results go); \
+             without them run `wordtally serve`, which has in-process workers"
+        );
+    }
+    if w.workers == 0 {
+        bail!("`wordtally worker --workers 0` would do nothing; give it at least 1");
+    }
+    let queue = make_queue(&w)?;
+    let cfg = w
+        .nsq_config("unused", &[], 1)
+        .context("NSQD_TCP_ADDRESS is required")?;
+    let publisher: SharedPublisher = Arc::new(NsqPublisher::new(cfg).context("NSQ settings")?);
+    let worker_pool: ActorSlot<WorkerPoolMsg> = ActorSlot::default();
+    let spec = pool_spec(&w, queue.clone(), publisher, worker_pool.clone())?;
+    let (supervisor, _) = Actor::spawn(
+        None,
+        Supervisor,
+        SupervisorArgs {
+            children: vec![spec],
+        },
+    )
+    .await
+    .context("starting the worker pool")?;
+    tracing::info!(
+        workers = w.workers,
+        queue = queue.kind(),
+        "wordtally worker running"
+    );
+    Ok(RunningWorker {
+        worker_pool,
+        supervisor,
+        drain_wait: drain_wait(&w),
+    })
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; stopping gracefully");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,216 @@
+//! HTML text extraction of the **count** step (submit → queue → fetch → **count** → NSQ → DB →
+//! poll): turns a decoded HTML stream into the text a reader sees, for `text` scope.
+//!
+//! It drives html5ever's streaming tokenizer (not the tree builder, which would hold the
+//! whole DOM) with a [`TokenSink`] that forwards visible text to the [`Matcher`]:
+//! * text of `script`, `style`, `noscript` and of anything inside `template` is dropped, as
+//!   are comments, doctypes and attribute values;
+//! * the sink switches the tokenizer into the raw states a browser's tree builder would
+//!   (`script` → script data, `style`/`noscript`/`xmp`/`iframe`/`noembed`/`noframes` → raw
+//!   text, `title`/`textarea` → RCDATA, `plaintext` → plaintext) so that markup-like text
+//!   inside them is not mistaken for tags;
+//! * every tag that is not one of [`INLINE_TAGS`] pushes a separator, so `<p>py</p><p>thon`
+//!   is two words while `<b>py</b>thon` is one; comments do not separate (`py<!---->thon`
+//!   renders as one word).
+
+use std::cell::RefCell;
+
+use html5ever::TokenizerResult;
+use html5ever::tendril::StrTendril;
+use html5ever::tokenizer::states::RawKind;
+use html5ever::tokenizer::{
+    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+};
+
+use super::matcher::Matcher;
+
+/// Inline (phrasing) tags that do not break a word: their text joins the text around them.
+pub(crate) const INLINE_TAGS: &[&str] = &[
+    "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "i", "kbd", "mark", "q",
+    "s", "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var", "wbr",
+];
+
+fn is_inline(name: &str) -> bool {
+    INLINE_TAGS.contains(&name)
+}
+
+/// The tokenizer state a browser's tree builder would select after this start tag, if any.
+pub(crate) fn raw_state_after(name: &str) -> Option<TokenSinkResult<()>> {
+    Some(match name {
+        "script" => TokenSinkResult::RawData(RawKind::ScriptData),
+        // noscript is raw text in a browser with scripting enabled.
+        "style" | "noscript" | "xmp" | "iframe" | "noembed" | "noframes" => {
+            TokenSinkResult::RawData(RawKind::Rawtext)
+        }
+        "title" | "textarea" => TokenSinkResult::RawData(RawKind::Rcdata),
+        "plaintext" => TokenSinkResult::Plaintext,
+        _ => return None,
+    })
+}
+
+/// Raw-text elements whose content a reader does not see.
+fn is_hidden_raw(name: &str) -> bool {
+    matches!(name, "script" | "style" | "noscript")
+}
+
+struct TextState {
+    matcher: Matcher,
+    /// Depth of open `template` elements; their content is never rendered.
+    template_depth: u32,
+    /// Inside a `script`/`style`/`noscript` raw-text run (ended by the next end tag, which
+    /// in a raw state can only be the matching one).
+    in_hidden_raw: bool,
+}
+
+impl TextState {
+    fn on_tag(&mut self, tag: &Tag) -> TokenSinkResult<()> {
+        let name: &str = &tag.name;
+        if !is_inline(name) {
+            self.matcher.push_separator();
+        }
+        match tag.kind {
+            TagKind::EndTag => {
+                self.in_hidden_raw = false;
+                if name == "template" {
+                    self.template_depth = self.template_depth.saturating_sub(1);
+                }
+                TokenSinkResult::Continue
+            }
+            TagKind::StartTag => {
+                if name == "template" {
+                    self.template_depth = self.template_depth.saturating_add(1);
+                }
+                match raw_state_after(name) {
+                    Some(state) => {
+                        self.in_hidden_raw = is_hidden_raw(name);
+                        state
+                    }
+                    None => TokenSinkResult::Continue,
+                }
+            }
+        }
+    }
+}
+
+/// Sink that forwards visible text to the matcher. `TokenSink` takes `&self` in html5ever
+/// 0.40, hence the `RefCell` (never borrowed re-entrantly: the tokenizer calls the sink
+/// one token at a time).
+struct TextSink {
+    state: RefCell<TextState>,
+}
+
+impl TokenSink for TextSink {
+    type Handle = ();
+
+    fn process_token(&self, token: Token, _line_number: u64) -> TokenSinkResult<()> {
+        let mut st = self.state.borrow_mut();
+        match token {
+            Token::CharacterTokens(text) => {
+                if !st.in_hidden_raw && st.template_depth == 0 {
+                    st.matcher.push_str(&text);
+                }
+                TokenSinkResult::Continue
+            }
+            Token::TagToken(tag) => st.on_tag(&tag),
+            // NUL in text is dropped by browsers; comments, doctypes, errors and EOF carry
+            // no visible text.
+            Token::NullCharacterToken
+            | Token::CommentToken(_)
+            | Token::DoctypeToken(_)
+            | Token::ParseError(_)
+            | Token::EOFToken => TokenSinkResult::Continue,
+        }
+    }
+}
+
+/// Streaming "visible text" counter for an HTML document.
+pub(crate) struct HtmlText {
+    tokenizer: Tokenizer<TextSink>,
+    queue: BufferQueue,
+}
+
+// SAFETY: `HtmlText` is `!Send` only because html5ever's `StrTendril`s use non-atomic
+// reference counts (`Tokenizer` and `BufferQueue` hold tendrils that may share buffers).
+// Every tendril that can share a buffer with them lives inside this one value: the input
+// tendrils are created here and handed to the queue, the tokenizer's internal state is
+// private, and the sink copies text out of each token and drops the token before returning
+// (`TextSink`/`Matcher` keep no tendril). Nothing is ever returned or stored elsewhere,
+// so all reference counts are touched only by whichever thread owns this value, and moving
+// the whole value to another thread is sound. `HtmlText` stays `!Sync` (Cell/RefCell).
+unsafe impl Send for HtmlText {}
+
+impl HtmlText {
+    /// Starts a document in the data state.
+    pub(crate) fn new(matcher: Matcher) -> Self {
+        let sink = TextSink {
+            state: RefCell::new(TextState {
+                matcher,
+                template_depth: 0,
+                in_hidden_raw: false,
+            }),
+        };
+        HtmlText {
+            tokenizer: Tokenizer::new(sink, TokenizerOpts::default()),
+            queue: BufferQueue::default(),
+        }
+    }
+
+    /// Tokenizes the next piece of decoded text (may split tags, entities and words).
+    pub(crate) fn push_str(&mut self, s: &str) {
+        if s.is_empty() {
+            return;
+        }
+        self.queue.push_back(StrTendril::from_slice(s));
+        // Our sink never blocks the tokenizer (no `Script`/`EncodingIndicator` results),
+        // but keep feeding until it reports `Done` in case a future version does.
+        while !matches!(self.tokenizer.feed(&self.queue), TokenizerResult::Done) {}
+    }
+
+    /// Ends the document and returns the count.
+    pub(crate) fn finish(self) -> u64 {
+        self.tokenizer.end();
+        self.tokenizer.sink.state.into_inner().matcher.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(html: &str, word: &str) -> u64 {
+        let mut h = HtmlText::new(Matcher::new(word, false, true));
+        h.push_str(html);
+        h.finish()
+    }
+
+    #[test]
+    fn every_inline_tag_joins_and_other_tags_split() {
+        for tag in INLINE_TAGS {
+            let html = format!("<{tag}>py</{tag}>thon");
+            assert_eq!(count(&html, "python"), 1, "{html}");
+        }
+        for tag in [
+            "p", "div", "li", "td", "h1", "section", "unknown", "br", "img",
+        ] {
+            let html = format!("py<{tag}>thon");
+            assert_eq!(count(&html, "python"), 0, "{html}");
+            let html = format!("py</{tag}>thon");
+            assert_eq!(count(&html, "python"), 0, "{html}");
+        }
+    }
+
+    #[test]
+    fn raw_states_hide_markup_like_text() {
+        // Each case would give the other answer if the tokenizer stayed in the data state.
+        assert_eq!(count("<script>x='</b>python'</script>python", "python"), 1);
+        assert_eq!(count("<style>a{}</b>python</style>", "python"), 0);
+        assert_eq!(count("<noscript></i>python</noscript>", "python"), 0);
+        assert_eq!(count("<title>py<b>thon</title>", "python"), 0);
+        assert_eq!(count("<textarea>py<i>thon</textarea>", "python"), 0);
+        assert_eq!(count("<plaintext>py<b>thon", "python"), 0);
+        assert_eq!(
+            count("<title>python</title><textarea>python</textarea>", "python"),
+            2
+        );
+    }
+}

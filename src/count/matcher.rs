@@ -1,0 +1,351 @@
+//! Word matcher of the **count** step (submit → queue → fetch → **count** → NSQ → DB → poll):
+//! the last stage of the counting pipeline. It receives decoded text (already stripped of
+//! markup in `text` scope) in arbitrary pieces and counts the word with bounded memory.
+//!
+//! Semantics, identical to running the algorithm once over the whole text:
+//! * case-insensitive mode lowercases both needle and text **per `char`** with
+//!   [`char::to_lowercase`] (no context, so `Σ` is always `σ`, `İ` becomes `i` + U+0307,
+//!   `ẞ` becomes `ß`, and `ß` never equals `ss`); every later step, including the
+//!   whole-word boundary test, looks at the lowercased text;
+//! * matches are non-overlapping, left to right (`"aa"` in `"aaaa"` is 2);
+//! * in whole-word mode a match counts only when the char before and the char after it are
+//!   not word chars ([`is_word_char`]); a candidate that fails does not consume text, the
+//!   search resumes at the next char;
+//! * [`SEPARATOR`] (pushed between blocks of an HTML page) is an ordinary non-word char that
+//!   a validated word never contains, so no match can span it.
+
+use memchr::memmem::Finder;
+
+/// Inserted between text runs that a reader sees as separate (block tags); never part of a
+/// valid word because validated words contain no control characters.
+pub(crate) const SEPARATOR: char = '\0';
+
+/// Size at which the pending text is scanned; small pieces (single characters from the
+/// tokenizer) are batched so the scan cost stays linear.
+#[cfg(not(test))]
+const SCAN_THRESHOLD: usize = 4096;
+/// Tiny in tests, so that every test also exercises the carry-over between scans.
+#[cfg(test)]
+const SCAN_THRESHOLD: usize = 8;
+
+/// What makes a word char for whole-word matching: a Unicode letter or digit, or `_`.
+pub(crate) fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+fn is_word(c: Option<char>) -> bool {
+    c.is_some_and(is_word_char)
+}
+
+/// Appends `s` to `out`, lowercased per char (ASCII runs take a fast path).
+fn push_lowercased(out: &mut String, s: &str) {
+    let mut rest = s;
+    while !rest.is_empty() {
+        let ascii_len = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        let start = out.len();
+        out.push_str(&rest[..ascii_len]);
+        out[start..].make_ascii_lowercase();
+        rest = &rest[ascii_len..];
+        if let Some(c) = rest.chars().next() {
+            out.extend(c.to_lowercase());
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+}
+
+/// Largest char boundary of `s` that is `<= i`.
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Streaming, non-overlapping counter of one needle.
+///
+/// Memory: the pending buffer is trimmed after every scan to at most the needle length
+/// (plus the char before, kept as `prev`), so it is independent of the text size.
+pub(crate) struct Matcher {
+    /// `None` when the needle is empty: nothing can be counted.
+    finder: Option<Finder<'static>>,
+    needle_len: usize,
+    case_insensitive: bool,
+    whole_word: bool,
+    /// Text not yet resolved: a possible match may start in it.
+    buf: String,
+    /// The char just before `buf[0]`, for the whole-word "before" test.
+    prev: Option<char>,
+    count: u64,
+}
+
+impl Matcher {
+    /// Builds a matcher for `word` with the given options.
+    pub(crate) fn new(word: &str, case_sensitive: bool, whole_word: bool) -> Self {
+        let mut needle = String::with_capacity(word.len());
+        if case_sensitive {
+            needle.push_str(word);
+        } else {
+            push_lowercased(&mut needle, word);
+        }
+        let finder = (!needle.is_empty()).then(|| Finder::new(needle.as_bytes()).into_owned());
+        Matcher {
+            finder,
+            needle_len: needle.len(),
+            case_insensitive: !case_sensitive,
+            whole_word,
+            buf: String::new(),
+            prev: None,
+            count: 0,
+        }
+    }
+
+    /// Feeds the next piece of text.
+    pub(crate) fn push_str(&mut self, s: &str) {
+        if self.finder.is_none() || s.is_empty() {
+            return;
+        }
+        if self.case_insensitive {
+            push_lowercased(&mut self.buf, s);
+        } else {
+            self.buf.push_str(s);
+        }
+        self.maybe_scan();
+    }
+
+    /// Feeds a word separator (a block boundary of an HTML page).
+    pub(crate) fn push_separator(&mut self) {
+        if self.finder.is_none() {
+            return;
+        }
+        self.buf.push(SEPARATOR);
+        self.maybe_scan();
+    }
+
+    fn maybe_scan(&mut self) {
+        if self.buf.len() >= SCAN_THRESHOLD.max(self.needle_len.saturating_mul(2)) {
+            self.scan(false);
+        }
+    }
+
+    /// Ends the text and returns the number of matches.
+    pub(crate) fn finish(mut self) -> u64 {
+        self.scan(true);
+        self.count
+    }
+
+    /// Resolves every match it can in `buf`, then trims `buf` to the part where an
+    /// unresolved match may still start. At the end of the text (`at_end`) the char after a
+    /// match that touches the end is "none", which is not a word char.
+    fn scan(&mut self, at_end: bool) {
+        let Some(finder) = &self.finder else {
+            return;
+        };
+        let hay = self.buf.as_str();
+        let n = self.needle_len;
+        let mut pos = 0;
+        // Start of a whole-word match whose following char is not known yet.
+        let mut pending = None;
+        while let Some(i) = finder.find(&hay.as_bytes()[pos..]) {
+            let m = pos + i;
+            let end = m + n;
+            if !self.whole_word {
+                self.count += 1;
+                pos = end;
+                continue;
+            }
+            let after = match hay[end..].chars().next() {
+                Some(c) => Some(c),
+                None if at_end => None,
+                None => {
+                    pending = Some(m);
+                    break;
+                }
+            };
+            let before = if m == 0 {
+                self.prev
+            } else {
+                hay[..m].chars().next_back()
+            };
+            if !is_word(before) && !is_word(after) {
+                self.count += 1;
+                pos = end;
+            } else {
+                // A failed candidate consumes only its first char.
+                pos = m + hay[m..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        let keep_from = match pending {
+            Some(m) => m,
+            // A match that straddles into the next piece starts in the last n-1 bytes.
+            None => pos.max(floor_char_boundary(hay, hay.len().saturating_sub(n - 1))),
+        };
+        if keep_from > 0 {
+            self.prev = hay[..keep_from].chars().next_back();
+            self.buf.drain(..keep_from);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Independent, non-streaming reference of the documented semantics (char vectors).
+    pub(crate) fn reference(text: &str, word: &str, case_sensitive: bool, whole: bool) -> u64 {
+        let low = |s: &str| -> Vec<char> {
+            if case_sensitive {
+                s.chars().collect()
+            } else {
+                s.chars().flat_map(char::to_lowercase).collect()
+            }
+        };
+        let (t, w) = (low(text), low(word));
+        if w.is_empty() {
+            return 0;
+        }
+        let (mut i, mut count) = (0, 0);
+        while i + w.len() <= t.len() {
+            if t[i..i + w.len()] == w[..] {
+                let before = i.checked_sub(1).map(|j| t[j]);
+                let after = t.get(i + w.len()).copied();
+                if !whole || (!is_word(before) && !is_word(after)) {
+                    count += 1;
+                    i += w.len();
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        count
+    }
+
+    fn streamed(pieces: &[&str], word: &str, cs: bool, whole: bool) -> u64 {
+        let mut m = Matcher::new(word, cs, whole);
+        for p in pieces {
+            m.push_str(p);
+            m.scan(false); // force a scan at every piece to exercise the tail logic
+        }
+        m.finish()
+    }
+
+    #[test]
+    fn overlapping_is_non_overlapping_left_to_right() {
+        assert_eq!(streamed(&["aaaa"], "aa", true, false), 2);
+        assert_eq!(streamed(&["aaaaa"], "aa", true, false), 2);
+        assert_eq!(streamed(&["a", "a", "a", "a"], "aa", true, false), 2);
+        assert_eq!(streamed(&["abababa"], "aba", true, false), 2);
+        assert_eq!("abababa".matches("aba").count(), 2);
+    }
+
+    #[test]
+    fn straddling_matches_count() {
+        assert_eq!(streamed(&["xx pyt", "hon yy"], "python", true, true), 1);
+        assert_eq!(
+            streamed(&["p", "y", "t", "h", "o", "n"], "python", true, true),
+            1
+        );
+        assert_eq!(streamed(&["python", "ic"], "python", true, true), 0);
+        assert_eq!(streamed(&["python", "ic"], "python", true, false), 1);
+        assert_eq!(streamed(&["python", ""], "python", true, true), 1);
+        assert_eq!(streamed(&["a", "python"], "python", true, true), 0);
+    }
+
+    #[test]
+    fn whole_word_failure_does_not_consume() {
+        // "aa" at 0 fails (followed by 'a'), 1 fails, 2 fails ... none is whole.
+        assert_eq!(streamed(&["aaaa"], "aa", true, true), 0);
+        // "a-" at 0 fails ('a' after), "a-" at 2 succeeds.
+        assert_eq!(streamed(&["a-a-"], "a-", true, true), 1);
+        // Failing candidate "xpython" must not hide the later whole one.
+        assert_eq!(streamed(&["xpython python"], "python", true, true), 1);
+        // "-a" in "-a-a": at 0 followed by '-', preceded by nothing: counts; then "-a" at 2:
+        // preceded by 'a' (word): fails.
+        assert_eq!(streamed(&["-a-a"], "-a", true, true), 1);
+        // "a-a" at 1 fails ('x' before); the overlapping "a-a" at 3 is whole.
+        assert_eq!(streamed(&["xa-a-a"], "a-a", true, true), 1);
+    }
+
+    #[test]
+    fn separator_blocks_matches() {
+        let mut m = Matcher::new("python", true, false);
+        m.push_str("py");
+        m.push_separator();
+        m.push_str("thon");
+        assert_eq!(m.finish(), 0);
+    }
+
+    #[test]
+    fn case_folding_is_per_char() {
+        assert_eq!(streamed(&["PYTHON Python"], "python", false, true), 2);
+        assert_eq!(streamed(&["PYTHON Python"], "python", true, true), 0);
+        // Greek: per-char lowercase maps Σ to σ even at word end, so ΟΔΟΣ matches οδοσ
+        // but not the final-sigma spelling οδος.
+        assert_eq!(streamed(&["ΟΔΟΣ"], "οδοσ", false, true), 1);
+        assert_eq!(streamed(&["ΟΔΟΣ"], "οδος", false, true), 0);
+    }
+
+    #[test]
+    fn buffer_stays_bounded() {
+        let mut m = Matcher::new("python", false, true);
+        let chunk = "Python, pythonic and py thon; ".repeat(100);
+        for _ in 0..2000 {
+            m.push_str(&chunk);
+            assert!(m.buf.len() < 4096 + chunk.len() * 2);
+        }
+        m.scan(false);
+        assert!(m.buf.len() <= 6, "{}", m.buf.len());
+        assert_eq!(m.finish(), 100 * 2000);
+    }
+
+    #[test]
+    fn empty_needle_counts_nothing() {
+        assert_eq!(streamed(&["abc"], "", true, false), 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_equals_reference(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "a", "aa", "b", " ", "_", "3", "-", "İ", "i\u{307}", "ß", "ẞ", "Σ", "σ",
+                    "A", "é", "É", "日", "ab", "ba", "a-a",
+                ]),
+                0..40,
+            ),
+            cuts in proptest::collection::vec(0usize..80, 0..8),
+            word in proptest::sample::select(vec!["a", "aa", "ab", "aba", "a-", "i", "ß", "σσ", "é_", "İ"]),
+            cs in proptest::bool::ANY,
+            whole in proptest::bool::ANY,
+        ) {
+            let text: String = pieces.concat();
+            let mut cuts: Vec<usize> = cuts
+                .into_iter()
+                .map(|c| floor_char_boundary(&text, c.min(text.len())))
+                .collect();
+            cuts.sort_unstable();
+            let mut parts = Vec::new();
+            let mut last = 0;
+            for c in cuts {
+                parts.push(&text[last..c]);
+                last = c;
+            }
+            parts.push(&text[last..]);
+            proptest::prop_assert_eq!(
+                streamed(&parts, word, cs, whole),
+                reference(&text, word, cs, whole)
+            );
+            if cs && !whole {
+                proptest::prop_assert_eq!(
+                    streamed(&parts, word, cs, whole),
+                    text.matches(word).count() as u64
+                );
+            }
+        }
+    }
+}

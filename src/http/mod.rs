@@ -1,0 +1,77 @@
+//! The web side (browser → **submit**, and **poll** ← DB): axum routes, one file per page
+//! or resource. `app(state)` builds the router that `serve` runs and tests call with
+//! `oneshot`. The web server never fetches a page and never writes results: it stores and
+//! queues tasks through the Submitter actor and reads the store.
+
+mod api;
+mod assets;
+mod error;
+mod submit;
+mod tasks;
+mod view;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use serde_json::json;
+
+pub use error::Error;
+
+use crate::actors::ActorSlot;
+use crate::actors::submitter::SubmitterMsg;
+use crate::queue::SharedQueue;
+use crate::store::Store;
+
+/// Largest accepted request body (form or JSON): a few thousand addresses.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub submitter: ActorSlot<SubmitterMsg>,
+    pub queue: SharedQueue,
+    /// Rows per page of the task table.
+    pub page_size: i64,
+    /// Most addresses in one submission.
+    pub max_submit: usize,
+    /// How long a submission may wait for the Submitter (store + enqueue).
+    pub submit_timeout: Duration,
+}
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/tasks") }))
+        .merge(tasks::router())
+        .merge(api::router())
+        .merge(assets::router())
+        .route("/healthz", get(healthz))
+        .layer(middleware::from_fn(error::htmx_errors))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// 200 when the database answers (the queue is reported, not required: tasks wait for it).
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let db = state.store.ping().await;
+    let queue = tokio::time::timeout(Duration::from_secs(2), state.queue.ping()).await;
+    let queue_ok = matches!(queue, Ok(Ok(())));
+    let body = json!({
+        "status": if db.is_ok() { "ok" } else { "unavailable" },
+        "database": { "kind": state.store.kind(), "ok": db.is_ok() },
+        "queue": { "kind": state.queue.kind(), "ok": queue_ok },
+        "version": env!("CARGO_PKG_VERSION"),
+        "htmx": assets::HTMX_VERSION,
+    });
+    let code = if db.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}

@@ -1,0 +1,351 @@
+//! The tasks page (`GET /tasks`), its polled partial (`GET /tasks/table`), and the form
+//! submission (`POST /tasks`), which works with htmx (fragment swapped in place, the table
+//! told to refresh) and without JavaScript (the whole page rendered again).
+//!
+//! Polling is cheap: the partial's URL carries the change counter it was rendered at, and
+//! while the `task_stats.version` is unchanged the answer is `204 No Content` after reading
+//! one row. Otherwise one page of rows is read (keyset paging), never the whole table.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use serde::Deserialize;
+
+use super::submit::{Rejected, submit};
+use super::view::{Counters, Row};
+use super::{AppState, Error};
+use crate::count::{CountOptions, Scope};
+use crate::model::{TaskStatus, TaskView};
+use crate::store::TaskFilter;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tasks", get(page).post(post_form))
+        .route("/tasks/table", get(partial))
+}
+
+/// Filters and paging from the query string. Everything optional; empty = not set.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub q: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// The change counter the client's table was rendered at (poll only).
+    pub v: Option<i64>,
+}
+
+fn nonempty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl ListQuery {
+    pub fn filter(&self, limit: i64) -> Result<TaskFilter, Error> {
+        let id = |s: &Option<String>, name: &str| -> Result<Option<i64>, Error> {
+            nonempty(s)
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| {
+                        Error::BadRequest(format!("`{name}` must be a task id (a whole number)"))
+                    })
+                })
+                .transpose()
+        };
+        Ok(TaskFilter {
+            status: nonempty(&self.status)
+                .map(|s| s.parse::<TaskStatus>())
+                .transpose()
+                .map_err(Error::BadRequest)?,
+            search: nonempty(&self.q).map(|s| s.chars().take(200).collect()),
+            before: id(&self.before, "before")?,
+            after: id(&self.after, "after")?,
+            limit,
+        })
+    }
+}
+
+/// The table fragment (also embedded in the page).
+pub struct TableView {
+    pub rows: Vec<Row>,
+    pub counters: Counters,
+    pub poll_url: String,
+    pub status: String,
+    pub q: String,
+    pub older_url: Option<String>,
+    pub newer_url: Option<String>,
+    pub all_url: String,
+    pub filtered: bool,
+}
+
+/// The form's current values (refilled after a submission).
+pub struct FormView {
+    pub addresses: String,
+    pub word: String,
+    pub whole_word: bool,
+    pub case_sensitive: bool,
+    pub raw: bool,
+}
+
+impl Default for FormView {
+    fn default() -> Self {
+        let d = CountOptions::default();
+        FormView {
+            addresses: String::new(),
+            word: d.word,
+            whole_word: d.whole_word,
+            case_sensitive: d.case_sensitive,
+            raw: d.scope == Scope::Raw,
+        }
+    }
+}
+
+/// What a submission did, shown above the table.
+pub struct SubmitView {
+    pub queued: usize,
+    pub waiting: usize,
+    pub rejected: Vec<Rejected>,
+    pub notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "tasks.html")]
+struct TasksPage {
+    table: TableView,
+    form: FormView,
+    result: Option<SubmitView>,
+    oob: bool,
+}
+
+#[derive(Template)]
+#[template(path = "tasks_partial.html")]
+struct TasksPartial {
+    table: TableView,
+}
+
+#[derive(Template)]
+#[template(path = "submit_result.html")]
+struct SubmitFragment {
+    form: FormView,
+    result: Option<SubmitView>,
+    oob: bool,
+}
+
+/// Renders a template; a failure is a logged 500, never an empty 200.
+fn render<T: Template>(t: &T) -> Result<Html<String>, Error> {
+    t.render()
+        .map(Html)
+        .map_err(|e| Error::Internal(format!("template: {e}")))
+}
+
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if !v.is_empty() {
+            s.append_pair(k, v);
+        }
+    }
+    s.finish()
+}
+
+async fn table_view(state: &AppState, q: &ListQuery) -> Result<(TableView, i64), Error> {
+    let filter = q.filter(state.page_size)?;
+    // Stats first: a change landing between the two reads then shows up in the next poll
+    // (the version we hand out is never newer than the rows we show).
+    let stats = state.store.stats().await?;
+    let views: Vec<TaskView> = state.store.list_tasks(&filter).await?;
+    let status = filter
+        .status
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    let search = filter.search.clone().unwrap_or_default();
+    let base = [("status", status.as_str()), ("q", search.as_str())];
+    let page_full = views.len() as i64 >= filter.limit;
+    let older_url = match views.last() {
+        Some(last) if page_full || filter.after.is_some() => {
+            let before = last.task.id.to_string();
+            Some(format!(
+                "/tasks?{}",
+                query_string(&[base[0], base[1], ("before", &before)])
+            ))
+        }
+        _ => None,
+    };
+    let newer_url = match views.first() {
+        Some(first) if filter.before.is_some() || (filter.after.is_some() && page_full) => {
+            let after = first.task.id.to_string();
+            Some(format!(
+                "/tasks?{}",
+                query_string(&[base[0], base[1], ("after", &after)])
+            ))
+        }
+        _ => None,
+    };
+    let before = filter.before.map(|b| b.to_string()).unwrap_or_default();
+    let after = filter.after.map(|a| a.to_string()).unwrap_or_default();
+    let version = stats.version.to_string();
+    let poll_url = format!(
+        "/tasks/table?{}",
+        query_string(&[
+            base[0],
+            base[1],
+            ("before", &before),
+            ("after", &after),
+            ("v", &version)
+        ])
+    );
+    let filtered = filter.status.is_some() || filter.search.is_some();
+    Ok((
+        TableView {
+            rows: views.iter().map(Row::from_view).collect(),
+            counters: stats.into(),
+            poll_url,
+            status,
+            q: search,
+            older_url,
+            newer_url,
+            all_url: "/tasks".into(),
+            filtered,
+        },
+        stats.version,
+    ))
+}
+
+async fn page(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Error> {
+    let (table, _) = table_view(&state, &q).await?;
+    let page = TasksPage {
+        table,
+        form: FormView::default(),
+        result: None,
+        oob: false,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+async fn partial(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Error> {
+    if let Some(v) = q.v {
+        let stats = state.store.stats().await?;
+        if stats.version == v {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
+    let (table, _) = table_view(&state, &q).await?;
+    Ok(render(&TasksPartial { table })?.into_response())
+}
+
+/// The form's fields. Checkboxes are present only when ticked.
+#[derive(Debug, Deserialize)]
+pub struct SubmitForm {
+    #[serde(default)]
+    pub addresses: String,
+    pub word: Option<String>,
+    pub whole_word: Option<String>,
+    pub case_sensitive: Option<String>,
+    pub scope: Option<String>,
+}
+
+async fn post_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<SubmitForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, Error> {
+    let Form(f) = form.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge(format!(
+            "the submission is larger than {} KiB; split it",
+            super::MAX_BODY_BYTES / 1024
+        )),
+        _ => Error::BadRequest(e.body_text()),
+    })?;
+    let htmx = headers.contains_key("hx-request");
+    let mut form = FormView {
+        addresses: f.addresses.clone(),
+        word: f
+            .word
+            .clone()
+            .unwrap_or_else(|| CountOptions::default().word),
+        whole_word: f.whole_word.is_some(),
+        case_sensitive: f.case_sensitive.is_some(),
+        raw: f.scope.as_deref() == Some("raw"),
+    };
+    let scope = match f.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(Scope::Text),
+        Some(s) => s.parse::<Scope>(),
+    };
+    let lines: Vec<String> = f.addresses.lines().map(str::to_string).collect();
+    let outcome = match scope {
+        Err(e) => Err(Error::Unprocessable(e)),
+        Ok(scope) if lines.iter().all(|l| l.trim().is_empty()) => {
+            let _ = scope;
+            Err(Error::Unprocessable(
+                "paste at least one address (one per line)".into(),
+            ))
+        }
+        Ok(scope) => {
+            let options = CountOptions {
+                word: form.word.trim().to_string(),
+                case_sensitive: form.case_sensitive,
+                whole_word: form.whole_word,
+                scope,
+            };
+            submit(&state, &lines, options, true).await
+        }
+    };
+    let result = match outcome {
+        Ok(o) => {
+            let waiting = o
+                .accepted
+                .iter()
+                .filter(|t| t.status == TaskStatus::NotStarted)
+                .count();
+            // Keep only the rejected lines in the textarea, for fixing.
+            form.addresses = o
+                .rejected
+                .iter()
+                .map(|r| lines.get(r.line - 1).cloned().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n");
+            SubmitView {
+                queued: o.accepted.len() - waiting,
+                waiting,
+                rejected: o.rejected,
+                notice: None,
+            }
+        }
+        // The person's mistakes are shown in the form, not as an error page.
+        Err(e @ (Error::Unprocessable(_) | Error::TooLarge(_) | Error::BadRequest(_))) => {
+            SubmitView {
+                queued: 0,
+                waiting: 0,
+                rejected: Vec::new(),
+                notice: Some(e.to_string()),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if htmx {
+        let frag = SubmitFragment {
+            form,
+            result: Some(result),
+            oob: true,
+        };
+        let mut res = render(&frag)?.into_response();
+        res.headers_mut()
+            .insert("hx-trigger", HeaderValue::from_static("tasks-changed"));
+        return Ok(res);
+    }
+    let (table, _) = table_view(&state, &ListQuery::default()).await?;
+    let page = TasksPage {
+        table,
+        form,
+        result: Some(result),
+        oob: false,
+    };
+    Ok(render(&page)?.into_response())
+}

@@ -1,0 +1,31 @@
+//! wordtally counts a word on web pages at scale.
+//!
+//! The flow of one address, and the module that owns each step:
+//!
+//! ```text
+//! submit ──▶ queue ──▶ fetch ──▶ count ──▶ NSQ ──▶ DB ──▶ poll
+//! http/      queue/    fetch/    count/    bus/    store/  http/
+//! actors::submitter    actors::worker      actors::nsq_listener, actors::db_writer
+//! ```
+//!
+//! * [`http`] — axum: the page, its polled partial, the JSON API, `/healthz`.
+//! * [`actors`] — ractor actors: Submitter, Worker pool (a factory), NSQ Listener, DB writer,
+//!   and their supervisor.
+//! * [`queue`] — `TaskQueue`: Redis stream + consumer group, or in-process.
+//! * [`bus`] — result publishing/consuming: NSQ, or in-process.
+//! * [`store`] — SQLite or Postgres through sqlx; the source of truth.
+//! * [`fetch`] / [`count`] / [`address`] — pure, separately tested: what a worker does.
+//! * [`app`] — wiring: `serve` and `worker` as functions that tests call.
+//! * [`config`] — the one clap definition of every setting.
+
+pub mod actors;
+pub mod address;
+pub mod app;
+pub mod bus;
+pub mod config;
+pub mod count;
+pub mod fetch;
+pub mod http;
+pub mod model;
+pub mod queue;
+pub mod store;

@@ -1,0 +1,186 @@
+//! The domain types every step shares: a `Task` as stored, the `Job` that travels through
+//! the queue to a worker, and the `JobResult` that travels back over the result bus.
+//! Both wire formats are JSON so that other tools (nsq_tail, redis-cli) can read them.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::count::CountOptions;
+
+/// Milliseconds since the Unix epoch: the one time format of the schema (portable between
+/// SQLite and Postgres, exact in JSON).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where a task is in its life. Only ever moves forward (`NotStarted` → `Pending` →
+/// `Finished`); every UPDATE in the store guards on the current value to keep it so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TaskStatus {
+    /// Stored, not yet accepted by the queue (e.g. Redis was down). The reconciler retries.
+    #[serde(rename = "NOT_STARTED")]
+    NotStarted,
+    /// Handed to the queue; a worker will (or did) fetch it.
+    #[serde(rename = "PENDING")]
+    Pending,
+    /// Its result is stored.
+    #[serde(rename = "FINISHED")]
+    Finished,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 3] = [Self::NotStarted, Self::Pending, Self::Finished];
+
+    /// The spelling used in the database, the API and the page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotStarted => "NOT_STARTED",
+            Self::Pending => "PENDING",
+            Self::Finished => "FINISHED",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "NOT_STARTED" => Ok(Self::NotStarted),
+            "PENDING" => Ok(Self::Pending),
+            "FINISHED" => Ok(Self::Finished),
+            other => Err(format!(
+                "unknown status {other:?}: use NOT_STARTED, PENDING or FINISHED"
+            )),
+        }
+    }
+}
+
+/// A task as stored: one address and what to count on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub id: i64,
+    pub address: String,
+    /// When it was submitted (epoch ms).
+    pub timestamp: i64,
+    pub status: TaskStatus,
+    pub options: CountOptions,
+    /// How many times it was handed to the queue.
+    pub attempts: i32,
+    pub queued_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl Task {
+    /// The job a worker needs to carry this task out.
+    pub fn job(&self) -> Job {
+        Job {
+            task_id: self.id,
+            address: self.address.clone(),
+            options: self.options.clone(),
+        }
+    }
+}
+
+/// The stored outcome of a task: the count plus what a person needs to trust it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// `None` when nothing could be counted (network error, refused content type, ...).
+    pub words_count: Option<i64>,
+    pub http_status_code: Option<i32>,
+    pub error: Option<String>,
+    /// When the result was produced (epoch ms).
+    pub timestamp: i64,
+    pub final_url: Option<String>,
+    pub content_type: Option<String>,
+    pub charset: Option<String>,
+    pub bytes_read: i64,
+    /// The body was longer than the limit: the count covers only what was read.
+    pub truncated: bool,
+    pub duration_ms: i64,
+    /// Fetch attempts inside the worker (retries of transient failures).
+    pub attempts: i32,
+}
+
+/// A task with its result, as the page and the JSON API show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskView {
+    pub task: Task,
+    pub result: Option<ResultRecord>,
+}
+
+/// What travels through the queue: everything a worker needs, nothing it may not see.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub task_id: i64,
+    pub address: String,
+    #[serde(flatten)]
+    pub options: CountOptions,
+}
+
+/// What travels back over the result bus (NSQ topic `counter` by default).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub task_id: i64,
+    #[serde(flatten)]
+    pub result: ResultRecord,
+    /// Which worker produced it (host:pid), for the logs.
+    #[serde(default)]
+    pub worker: String,
+}
+
+/// Totals by status plus a counter that changes whenever any task or result changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub version: i64,
+    pub not_started: i64,
+    pub pending: i64,
+    pub finished: i64,
+}
+
+impl Stats {
+    pub fn total(&self) -> i64 {
+        self.not_started + self.pending + self.finished
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_and_orders_forward() {
+        for s in TaskStatus::ALL {
+            assert_eq!(s.as_str().parse::<TaskStatus>(), Ok(s));
+        }
+        assert!(TaskStatus::NotStarted < TaskStatus::Pending);
+        assert!(TaskStatus::Pending < TaskStatus::Finished);
+        assert!("DONE".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn job_wire_format_is_flat_json() {
+        let job = Job {
+            task_id: 7,
+            address: "http://example.com/".into(),
+            options: CountOptions::default(),
+        };
+        let v: serde_json::Value = serde_json::to_value(&job).unwrap();
+        assert_eq!(v["task_id"], 7);
+        assert_eq!(v["word"], "python");
+        assert_eq!(v["scope"], "text");
+        let back: Job = serde_json::from_value(v).unwrap();
+        assert_eq!(back, job);
+    }
+}

@@ -1,0 +1,229 @@
+//! In-process `TaskQueue` for the embedded default (no Redis): the same reserve / ack /
+//! visibility-timeout semantics as the Redis stream, so the actors cannot tell them apart.
+//! Jobs live only in memory; the database is still the source of truth, and the
+//! reconciler re-queues whatever a restart dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Mutex, Notify};
+use tokio::time::Instant;
+
+use super::{Delivery, DeliveryTag, QueueError, TaskQueue};
+use crate::model::Job;
+
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    job: Job,
+    deliveries: u32,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    ready: VecDeque<Entry>,
+    /// Reserved, not yet acknowledged: id → (entry, deadline).
+    in_flight: HashMap<u64, (Entry, Instant)>,
+    next_id: u64,
+}
+
+/// The in-process queue.
+#[derive(Debug)]
+pub struct MemoryQueue {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    visibility: Duration,
+}
+
+impl MemoryQueue {
+    pub fn new(visibility: Duration) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            visibility,
+        }
+    }
+
+    /// Jobs waiting plus jobs reserved (for tests and /healthz).
+    pub async fn len(&self) -> usize {
+        let g = self.inner.lock().await;
+        g.ready.len() + g.in_flight.len()
+    }
+
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
+    }
+}
+
+#[async_trait]
+impl TaskQueue for MemoryQueue {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        let mut g = self.inner.lock().await;
+        for job in jobs {
+            g.next_id += 1;
+            let id = g.next_id;
+            g.ready.push_back(Entry {
+                id,
+                job: job.clone(),
+                deliveries: 0,
+            });
+        }
+        drop(g);
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    async fn reserve(
+        &self,
+        _consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            // Register interest before checking, so an enqueue between the check and
+            // the wait is not missed.
+            let notified = self.notify.notified();
+            {
+                let mut g = self.inner.lock().await;
+                let now = Instant::now();
+                let expired: Vec<u64> = g
+                    .in_flight
+                    .iter()
+                    .filter(|(_, (_, dl))| *dl <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in expired {
+                    if let Some((e, _)) = g.in_flight.remove(&id) {
+                        g.ready.push_front(e);
+                    }
+                }
+                let mut out = Vec::new();
+                while out.len() < max {
+                    let Some(mut e) = g.ready.pop_front() else {
+                        break;
+                    };
+                    e.deliveries += 1;
+                    out.push(Delivery {
+                        job: e.job.clone(),
+                        tag: DeliveryTag(e.id.to_string()),
+                        deliveries: e.deliveries,
+                    });
+                    let id = e.id;
+                    g.in_flight.insert(id, (e, now + self.visibility));
+                }
+                if !out.is_empty() || max == 0 {
+                    return Ok(out);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            // Wake for new jobs, the deadline, or (at most every second) to re-check
+            // visibility timeouts.
+            let nap = (deadline - now).min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(nap, notified).await;
+        }
+    }
+
+    async fn ack(&self, tag: &DeliveryTag) -> Result<(), QueueError> {
+        if let Ok(id) = tag.0.parse::<u64>() {
+            self.inner.lock().await.in_flight.remove(&id);
+        }
+        Ok(())
+    }
+
+    async fn release(&self, _consumer: &str, tags: &[DeliveryTag]) -> Result<(), QueueError> {
+        let mut g = self.inner.lock().await;
+        for tag in tags {
+            if let Ok(id) = tag.0.parse::<u64>()
+                && let Some((e, _)) = g.in_flight.remove(&id)
+            {
+                g.ready.push_front(e);
+            }
+        }
+        drop(g);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::count::CountOptions;
+
+    fn job(id: i64) -> Job {
+        Job {
+            task_id: id,
+            address: format!("http://example.com/{id}"),
+            options: CountOptions::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn reserve_ack_and_bounded() {
+        let q = MemoryQueue::new(Duration::from_secs(60));
+        q.enqueue(&[job(1), job(2), job(3)]).await.unwrap();
+        let got = q.reserve("c", 2, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].job.task_id, 1);
+        for d in &got {
+            q.ack(&d.tag).await.unwrap();
+        }
+        let rest = q.reserve("c", 10, Duration::ZERO).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].job.task_id, 3);
+        q.ack(&rest[0].tag).await.unwrap();
+        assert!(q.is_empty().await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unacked_job_is_redelivered_after_visibility_timeout() {
+        let q = MemoryQueue::new(Duration::from_secs(5));
+        q.enqueue(&[job(1)]).await.unwrap();
+        let first = q.reserve("a", 1, Duration::ZERO).await.unwrap();
+        assert_eq!(first[0].deliveries, 1);
+        // Not yet visible again.
+        assert!(q.reserve("b", 1, Duration::ZERO).await.unwrap().is_empty());
+        let again = q.reserve("b", 1, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].deliveries, 2);
+    }
+
+    #[tokio::test]
+    async fn release_makes_job_available_now() {
+        let q = MemoryQueue::new(Duration::from_secs(600));
+        q.enqueue(&[job(1)]).await.unwrap();
+        let d = q.reserve("a", 1, Duration::ZERO).await.unwrap();
+        q.release("a", &[d[0].tag.clone()]).await.unwrap();
+        let again = q.reserve("b", 1, Duration::ZERO).await.unwrap();
+        assert_eq!(again[0].job.task_id, 1);
+    }
+
+    #[tokio::test]
+    async fn waiting_reserve_wakes_on_enqueue() {
+        let q = std::sync::Arc::new(MemoryQueue::new(Duration::from_secs(60)));
+        let q2 = q.clone();
+        let waiter = tokio::spawn(async move { q2.reserve("a", 1, Duration::from_secs(30)).await });
+        tokio::task::yield_now().await;
+        q.enqueue(&[job(9)]).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("reserve did not wake")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got[0].job.task_id, 9);
+    }
+}

@@ -1,0 +1,65 @@
+//! The job queue between the Submitter and the workers (submit → **queue** → fetch).
+//!
+//! `TaskQueue` is at-least-once: a reserved job stays owned by its consumer until it is
+//! acknowledged, which a worker does only after the job's result was published. A job whose
+//! consumer went silent for longer than the visibility timeout is handed to another consumer,
+//! with its delivery count, so a job that keeps killing workers ends as an error result
+//! instead of looping forever. Two implementations: [`memory::MemoryQueue`] (the embedded
+//! default, in-process) and [`redis::RedisQueue`] (a Redis stream with a consumer group).
+
+pub mod memory;
+pub mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::Job;
+
+/// Identifies one delivery of a job, for `ack`/`release`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DeliveryTag(pub String);
+
+/// A reserved job.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub job: Job,
+    pub tag: DeliveryTag,
+    /// How many times this job has been handed out, this time included (1 = first time).
+    pub deliveries: u32,
+}
+
+/// Why a queue operation failed. Every variant is transient from the caller's view: the
+/// database still has the task, and the reconciler or the visibility timeout will retry.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    #[error("queue is closed")]
+    Closed,
+}
+
+#[async_trait]
+pub trait TaskQueue: Send + Sync + 'static {
+    /// "memory" or "redis", for logs and /healthz.
+    fn kind(&self) -> &'static str;
+    /// Adds jobs; returns only once the queue holds all of them.
+    async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError>;
+    /// Waits up to `wait` for at most `max` jobs for `consumer`, reclaiming first the jobs
+    /// whose consumer has not acknowledged them within the visibility timeout.
+    async fn reserve(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError>;
+    /// The job is done (its result is published): forget it.
+    async fn ack(&self, tag: &DeliveryTag) -> Result<(), QueueError>;
+    /// Gives reserved jobs back for immediate redelivery (graceful shutdown).
+    async fn release(&self, consumer: &str, tags: &[DeliveryTag]) -> Result<(), QueueError>;
+    /// Checks that the queue answers.
+    async fn ping(&self) -> Result<(), QueueError>;
+}
+
+pub type SharedQueue = Arc<dyn TaskQueue>;

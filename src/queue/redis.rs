@@ -1,0 +1,342 @@
+//! Redis `TaskQueue`: one stream (`{prefix}:jobs`) read through one consumer group
+//! (`{prefix}:workers`). `XADD` enqueues; `XREADGROUP` reserves (the entry enters the
+//! group's pending list, owned by the reading consumer); `XACK` + `XDEL` acknowledge;
+//! `XAUTOCLAIM` hands entries idle longer than the visibility timeout to a live consumer,
+//! and `XPENDING` tells how often an entry was delivered. A crashed worker therefore loses
+//! nothing, and Redis never grows with finished work.
+//!
+//! Connections are made lazily and re-made by `ConnectionManager`, so `serve` starts and
+//! keeps answering while Redis is down (tasks wait as NOT_STARTED). The blocking read has a
+//! connection of its own: on a shared multiplexed connection `XREADGROUP BLOCK` would stall
+//! every enqueue and ack behind it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::{RedisError, Value};
+use tokio::sync::OnceCell;
+
+use super::{Delivery, DeliveryTag, QueueError, TaskQueue};
+use crate::model::Job;
+
+/// Settings of the Redis queue.
+#[derive(Clone, Debug)]
+pub struct RedisQueueConfig {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Every key this queue uses starts with this (several deployments can share a Redis).
+    pub prefix: String,
+    /// How long a reserved job may stay unacknowledged before another consumer takes it.
+    /// Must exceed the longest fetch (all attempts and back-off) plus publishing.
+    pub visibility_timeout: Duration,
+}
+
+pub struct RedisQueue {
+    client: redis::Client,
+    stream: String,
+    group: String,
+    visibility_ms: u64,
+    conn: OnceCell<ConnectionManager>,
+    blocking: OnceCell<ConnectionManager>,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("stream", &self.stream)
+            .field("group", &self.group)
+            .finish()
+    }
+}
+
+fn unavailable(e: RedisError) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+impl RedisQueue {
+    /// Checks the URL now; connects on first use.
+    pub fn new(config: &RedisQueueConfig) -> Result<Self, QueueError> {
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| QueueError::Unavailable(format!("bad REDIS_URL: {e}")))?;
+        Ok(Self {
+            client,
+            stream: format!("{}:jobs", config.prefix),
+            group: format!("{}:workers", config.prefix),
+            visibility_ms: config.visibility_timeout.as_millis() as u64,
+            conn: OnceCell::new(),
+            blocking: OnceCell::new(),
+        })
+    }
+
+    /// The stream key (tests inspect it).
+    pub fn stream_key(&self) -> &str {
+        &self.stream
+    }
+
+    async fn manager(&self, response_timeout: Duration) -> Result<ConnectionManager, QueueError> {
+        // Fail fast while Redis is down: the caller keeps the task and retries later, and
+        // the person submitting must not wait on reconnect back-off.
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let mut mgr = self
+            .client
+            .get_connection_manager_with_config(cfg)
+            .await
+            .map_err(unavailable)?;
+        self.create_group(&mut mgr).await?;
+        Ok(mgr)
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, QueueError> {
+        self.conn
+            .get_or_try_init(|| self.manager(Duration::from_secs(5)))
+            .await
+            .cloned()
+    }
+
+    async fn blocking_conn(&self, wait: Duration) -> Result<ConnectionManager, QueueError> {
+        self.blocking
+            .get_or_try_init(|| self.manager(wait.max(Duration::from_secs(5)) * 2))
+            .await
+            .cloned()
+    }
+
+    /// Creates the stream and the group if missing (after a Redis restart without
+    /// persistence both are gone; the reconciler re-queues what they held).
+    async fn create_group(&self, conn: &mut ConnectionManager) -> Result<(), QueueError> {
+        let r: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn is_nogroup(e: &RedisError) -> bool {
+        e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+    }
+
+    /// Turns stream entries into deliveries; malformed entries (not written by us) are
+    /// logged, acknowledged and dropped so they cannot block the queue.
+    async fn to_deliveries(
+        &self,
+        conn: &mut ConnectionManager,
+        entries: Vec<StreamId>,
+        counts: &HashMap<String, u32>,
+    ) -> Vec<Delivery> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let parsed = match e.map.get("job") {
+                Some(Value::BulkString(b)) => {
+                    serde_json::from_slice::<Job>(b).map_err(|err| err.to_string())
+                }
+                Some(Value::SimpleString(s)) => {
+                    serde_json::from_str::<Job>(s).map_err(|err| err.to_string())
+                }
+                other => Err(format!("no `job` field ({other:?})")),
+            };
+            match parsed {
+                Ok(job) => {
+                    let deliveries = counts.get(&e.id).copied().unwrap_or(1);
+                    out.push(Delivery {
+                        job,
+                        tag: DeliveryTag(e.id),
+                        deliveries,
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(id = %e.id, entry = ?e.map, error = %err, "dropping malformed queue entry");
+                    let _ = self.ack_id(conn, &e.id).await;
+                }
+            }
+        }
+        out
+    }
+
+    async fn ack_id(&self, conn: &mut ConnectionManager, id: &str) -> Result<(), QueueError> {
+        redis::pipe()
+            .cmd("XACK")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(id)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&self.stream)
+            .arg(id)
+            .ignore()
+            .query_async::<()>(conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn reclaim(
+        &self,
+        conn: &mut ConnectionManager,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<Delivery>, RedisError> {
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg(consumer)
+            .arg(self.visibility_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(conn)
+            .await?;
+        if reply.claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only reclaimed entries need their delivery count (a fresh read is delivery 1).
+        let mut counts = HashMap::new();
+        for e in &reply.claimed {
+            let p: StreamPendingCountReply = redis::cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(&self.group)
+                .arg(&e.id)
+                .arg(&e.id)
+                .arg(1)
+                .query_async(conn)
+                .await?;
+            if let Some(pid) = p.ids.first() {
+                counts.insert(e.id.clone(), pid.times_delivered as u32);
+            }
+        }
+        tracing::info!(
+            count = reply.claimed.len(),
+            consumer,
+            "reclaimed jobs past their visibility timeout"
+        );
+        Ok(self.to_deliveries(conn, reply.claimed, &counts).await)
+    }
+}
+
+#[async_trait]
+impl TaskQueue for RedisQueue {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            let body = serde_json::to_string(job)
+                .map_err(|e| QueueError::Unavailable(format!("cannot encode job: {e}")))?;
+            pipe.cmd("XADD")
+                .arg(&self.stream)
+                .arg("*")
+                .arg("job")
+                .arg(body)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    async fn reserve(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut out = match self.reclaim(&mut conn, consumer, max).await {
+            Ok(v) => v,
+            Err(e) if Self::is_nogroup(&e) => {
+                self.create_group(&mut conn).await?;
+                Vec::new()
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        if out.len() >= max {
+            return Ok(out);
+        }
+        let mut blocking = self.blocking_conn(wait).await?;
+        let read: Result<Option<StreamReadReply>, RedisError> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max - out.len())
+            .arg("BLOCK")
+            .arg(wait.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut blocking)
+            .await;
+        match read {
+            Ok(Some(reply)) => {
+                let entries: Vec<StreamId> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
+                out.extend(
+                    self.to_deliveries(&mut conn, entries, &HashMap::new())
+                        .await,
+                );
+            }
+            Ok(None) => {}
+            Err(e) if Self::is_nogroup(&e) => self.create_group(&mut conn).await?,
+            Err(e) => {
+                if out.is_empty() {
+                    return Err(unavailable(e));
+                }
+                tracing::warn!(error = %e, "XREADGROUP failed after reclaiming jobs");
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, tag: &DeliveryTag) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        self.ack_id(&mut conn, &tag.0).await
+    }
+
+    async fn release(&self, consumer: &str, tags: &[DeliveryTag]) -> Result<(), QueueError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        // Streams have no "nack": mark the entries as idle for ages so that the next
+        // XAUTOCLAIM by any consumer takes them at once. JUSTID keeps the delivery count.
+        let mut conn = self.conn().await?;
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(&self.stream).arg(&self.group).arg(consumer).arg(0);
+        for t in tags {
+            cmd.arg(&t.0);
+        }
+        cmd.arg("IDLE")
+            .arg(self.visibility_ms.saturating_mul(1000))
+            .arg("JUSTID");
+        cmd.query_async::<Value>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
