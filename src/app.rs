@@ -85,6 +85,7 @@ pub struct Running {
     pub memory_bus: Option<MemoryPublisher>,
     pub submitter: ActorSlot<SubmitterMsg>,
     pub worker_pool: ActorSlot<WorkerPoolMsg>,
+    state: AppState,
     stop_http: Option<oneshot::Sender<()>>,
     http: Option<JoinHandle<std::io::Result<()>>>,
     supervisor: ActorRef<SupervisorMsg>,
@@ -94,6 +95,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The same router the server runs, for `oneshot` tests.
+    pub fn router(&self) -> axum::Router {
+        app(self.state.clone())
+    }
+
     /// Graceful stop (what SIGTERM does).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.stop_http.take() {
@@ -238,7 +244,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         submit_timeout: Duration::from_secs(60),
     };
     let (stop_http, stop_rx) = oneshot::channel::<()>();
-    let router = app(state);
+    let router = app(state.clone());
     let http = tokio::spawn(async move {
         axum::serve(tcp, router)
             .with_graceful_shutdown(async move {
@@ -260,6 +266,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         memory_bus,
         submitter,
         worker_pool,
+        state,
         stop_http: Some(stop_http),
         http: Some(http),
         supervisor,

@@ -201,7 +201,7 @@ impl WorkerArgs {
             topic: self.nsq_topic.clone(),
             channel: channel.to_string(),
             max_in_flight,
-            idle_rebuild: Duration::from_secs(30),
+            idle_rebuild: Duration::from_secs(15),
             publish_timeout: Duration::from_secs(5),
         })
     }

@@ -123,7 +123,7 @@ fn spawn_pump(
 ) -> JoinHandle<()> {
     let mut source = (args.source)();
     let db_writer = args.db_writer.clone();
-    tokio::spawn(async move {
+    let pull = async move {
         loop {
             let permit = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
@@ -139,6 +139,15 @@ fn spawn_pump(
                 settle_one(m, db_writer).await;
                 drop(permit);
             });
+        }
+    };
+    // The loop runs in a task of its own so that even a panic inside it (tokio-nsq
+    // unwraps internally) is reported to the actor, which starts a new one.
+    tokio::spawn(async move {
+        if let Err(e) = tokio::spawn(pull).await
+            && e.is_panic()
+        {
+            tracing::error!("result listener loop panicked");
         }
         let _ = myself.cast(NsqListenerMsg::PumpExited);
     })

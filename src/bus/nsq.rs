@@ -11,7 +11,12 @@
 //!   has delivered nothing for `idle_rebuild` is dropped and built anew (unsettled messages
 //!   come back from nsqd: duplicates, which the store ignores);
 //! * `NSQMessage::finish` unwraps internally, so settling runs in its own task where a
-//!   panic is contained; every message is finished or requeued explicitly.
+//!   panic is contained; every message is finished or requeued explicitly (a dropped
+//!   message is *not* requeued by tokio-nsq, whatever its docs say);
+//! * a late FIN (after the message timed out) gets `E_FIN_FAILED <details>`, which
+//!   tokio-nsq treats as fatal: that connection goes silent for good. The idle rebuild
+//!   above recovers from it; keeping the DB writer well under nsqd's `--msg-timeout`
+//!   (60 s) avoids it.
 //!
 //! Only documented nsqd v1.3 behaviour is relied on: PUB/MPUB answer `OK`, an unfinished
 //! message is redelivered after the message timeout or on disconnect.
@@ -24,8 +29,9 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout};
 use tokio_nsq::{
-    NSQChannel, NSQConsumer, NSQConsumerConfig, NSQConsumerConfigSources, NSQConsumerLookupConfig,
-    NSQEvent, NSQMessage, NSQProducer, NSQProducerConfig, NSQRequeueDelay, NSQTopic,
+    NSQChannel, NSQConfigShared, NSQConsumer, NSQConsumerConfig, NSQConsumerConfigSources,
+    NSQConsumerLookupConfig, NSQEvent, NSQMessage, NSQProducer, NSQProducerConfig, NSQRequeueDelay,
+    NSQTopic,
 };
 
 use super::{BusError, Incoming, ResultPublisher, ResultSource, Settle};
@@ -68,6 +74,17 @@ impl NsqConfig {
         self.channel()?;
         Ok(())
     }
+}
+
+/// Connection settings for both sides. tokio-nsq buffers outgoing PUB/FIN/RDY and flushes
+/// every 250 ms by default, which would add a quarter second to every result; its
+/// reconnect back-off grows to 60 s, which would leave results waiting long after nsqd is
+/// back. Both are shortened here.
+fn shared() -> NSQConfigShared {
+    NSQConfigShared::new()
+        .set_flush_interval(Duration::from_millis(5))
+        .set_backoff_max_wait(Duration::from_secs(5))
+        .set_backoff_healthy_after(Duration::from_secs(10))
 }
 
 // ---------------------------------------------------------------- publisher
@@ -116,7 +133,9 @@ impl ResultPublisher for NsqPublisher {
 }
 
 async fn connect_producer(config: &NsqConfig) -> Result<NSQProducer, BusError> {
-    let mut producer = NSQProducerConfig::new(config.nsqd_tcp_address.clone()).build();
+    let mut producer = NSQProducerConfig::new(config.nsqd_tcp_address.clone())
+        .set_shared(shared())
+        .build();
     let deadline = Instant::now() + config.publish_timeout;
     loop {
         match timeout(
@@ -260,6 +279,23 @@ impl NsqSource {
     }
 }
 
+/// Drops a consumer. tokio-nsq's `Drop` unwraps a send to its own supervisor task, which
+/// panics when that task already ended (its connection died); the panic is contained here
+/// so that rebuilding a dead consumer cannot take the listener down with it.
+fn discard(consumer: Option<NSQConsumer>) {
+    if let Some(c) = consumer
+        && std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(c))).is_err()
+    {
+        tracing::debug!("tokio-nsq panicked while dropping a dead consumer (contained)");
+    }
+}
+
+impl Drop for NsqSource {
+    fn drop(&mut self) {
+        discard(self.consumer.take());
+    }
+}
+
 struct NsqSettle(NSQMessage);
 
 #[async_trait]
@@ -309,12 +345,12 @@ impl ResultSource for NsqSource {
                 Ok(Some(ev)) => tracing::debug!(event = ?ev, "NSQ consumer event"),
                 Ok(None) => {
                     tracing::warn!("NSQ consumer ended; rebuilding");
-                    self.consumer = None;
+                    discard(self.consumer.take());
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(_) => {
                     tracing::debug!(idle = ?self.config.idle_rebuild, "NSQ consumer idle; rebuilding it");
-                    self.consumer = None;
+                    discard(self.consumer.take());
                 }
             }
         }

@@ -168,7 +168,7 @@ mod tests {
     fn utc_formats_known_instants() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_795_900_000_000), "2026-11-28 20:26:40 UTC");
+        assert_eq!(utc(1_795_900_000_000), "2026-11-28 21:06:40 UTC");
     }
 
     #[test]

@@ -827,6 +827,7 @@ impl Core {
         let Some((t, c)) = entry.subscription else {
             return;
         };
+        let stopping = self.stopping;
         let Some(ch) = self.channel_mut(&t, &c) else {
             return;
         };
@@ -838,10 +839,18 @@ impl Core {
             .collect();
         mine.sort_by_key(|f| (f.delivered, f.msg.id));
         let mine: Vec<MsgId> = mine.iter().map(|f| f.msg.id).collect();
-        for id in mine {
-            let f = ch.in_flight.remove(&id).expect("listed above");
-            ch.requeue_count += 1;
-            ch.queue.push_back(f.msg);
+        if stopping {
+            // Broker shutdown: keep delivery order, in-flight messages first.
+            for id in mine.iter().rev() {
+                let f = ch.in_flight.remove(id).expect("listed above");
+                ch.queue.push_front(f.msg);
+            }
+        } else {
+            for id in mine {
+                let f = ch.in_flight.remove(&id).expect("listed above");
+                ch.requeue_count += 1;
+                ch.queue.push_back(f.msg);
+            }
         }
         if ch.clients.is_empty() && is_ephemeral(&c) {
             let topic = self.topics.get_mut(&t).expect("channel exists");

@@ -1,0 +1,328 @@
+//! The production path: PostgreSQL, a Redis stream queue, NSQ results (the test broker or
+//! a real nsqd), `serve --workers 0` and separate workers.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wordtally::model::{JobResult, ResultRecord, TaskStatus, now_ms};
+use wordtally::store::{NewTask, Store, StoreOutcome};
+
+use crate::helpers::{Stack, TestApp, TestDb, eventually, start_worker_in_process};
+use crate::pages::PageServer;
+
+/// Every task finished, exactly one result row each, the count each page was made with.
+async fn assert_all_counted(
+    app: &TestApp,
+    db: &TestDb,
+    ids: &[i64],
+    expected: impl Fn(usize) -> i64,
+) {
+    for (i, id) in ids.iter().enumerate() {
+        let t = app.task(*id).await;
+        assert_eq!(t["status"], "FINISHED", "{t}");
+        assert_eq!(t["result"]["words_count"], json!(expected(i)), "{t}");
+    }
+    let pool = db.pool().await;
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT task_id) FROM result")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, ids.len() as i64, "one result per task");
+    assert_eq!(distinct, ids.len() as i64);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_workers_and_two_workers_count_every_task_once() {
+    let pages = PageServer::start().await;
+    let stack = Stack::new().await;
+    let app = TestApp::start(stack.serve_args(0)).await;
+    assert!(
+        app.running.worker_pool.get().is_none(),
+        "--workers 0 runs no local worker"
+    );
+    let w1 = start_worker_in_process(stack.worker_args(4)).await;
+    let w2 = start_worker_in_process(stack.worker_args(4)).await;
+
+    let n = 300;
+    let addresses: Vec<String> = (0..n)
+        .map(|i| pages.url(&format!("/count/{}", i % 17)))
+        .collect();
+    let mut ids = Vec::new();
+    for chunk in addresses.chunks(100) {
+        ids.extend(app.submit_addresses(chunk).await);
+    }
+    app.wait_finished(n as i64, Duration::from_secs(120)).await;
+    assert_all_counted(&app, &stack.db, &ids, |i| (i % 17) as i64).await;
+
+    if let Some(b) = &stack.broker {
+        // FIN follows the commit, so the last ones may still be on their way.
+        eventually(
+            "every result finished in NSQ",
+            Duration::from_secs(30),
+            || async {
+                let stats = b.stats();
+                let ch = stats.channel(&stack.topic, &stack.channel)?;
+                (ch.depth == 0 && ch.in_flight_count == 0 && ch.finish_count >= n as u64)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    w1.stop().await.unwrap();
+    w2.stop().await.unwrap();
+    app.stop().await;
+    stack.cleanup().await;
+}
+
+fn result_for(task_id: i64, n: i64) -> JobResult {
+    JobResult {
+        task_id,
+        result: ResultRecord {
+            words_count: Some(n),
+            http_status_code: Some(200),
+            error: None,
+            timestamp: now_ms(),
+            final_url: None,
+            content_type: Some("text/html".into()),
+            charset: Some("UTF-8".into()),
+            bytes_read: 1,
+            truncated: false,
+            duration_ms: 1,
+            attempts: 1,
+        },
+        worker: "test".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_and_malformed_results_are_harmless() {
+    let stack = Stack::new().await;
+    // No workers anywhere: the test plays the worker by publishing to the topic itself.
+    let app = TestApp::start(stack.serve_args(0)).await;
+    let ids = app
+        .submit_addresses(&[
+            "http://a.example/".to_string(),
+            "http://b.example/".to_string(),
+        ])
+        .await;
+    let broker = stack.broker();
+
+    broker.publish(&stack.topic, b"this is not JSON").await;
+    broker
+        .publish(&stack.topic, br#"{"task_id": "seven"}"#)
+        .await;
+    let unknown = serde_json::to_vec(&result_for(987_654_321, 1)).unwrap();
+    broker.publish(&stack.topic, &unknown).await;
+    let first = serde_json::to_vec(&result_for(ids[0], 7)).unwrap();
+    broker.publish(&stack.topic, &first).await;
+    broker.publish(&stack.topic, &first).await;
+    let dup_other = serde_json::to_vec(&result_for(ids[0], 99)).unwrap();
+    broker.publish(&stack.topic, &dup_other).await;
+    // The channel is not blocked by what came before.
+    broker
+        .publish(
+            &stack.topic,
+            &serde_json::to_vec(&result_for(ids[1], 3)).unwrap(),
+        )
+        .await;
+
+    app.wait_finished(2, Duration::from_secs(30)).await;
+    eventually(
+        "all 7 messages finished",
+        Duration::from_secs(30),
+        || async {
+            let s = broker.stats();
+            let ch = s.channel(&stack.topic, &stack.channel)?;
+            (ch.finish_count >= 7 && ch.depth == 0 && ch.in_flight_count == 0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        app.task(ids[0]).await["result"]["words_count"],
+        7,
+        "first result wins"
+    );
+    assert_eq!(app.task(ids[1]).await["result"]["words_count"], 3);
+    let pool = stack.db.pool().await;
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM result")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+    pool.close().await;
+    let stats = app.running.store.stats().await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.finished),
+        (0, 2),
+        "counters not moved by duplicates"
+    );
+
+    app.stop().await;
+    stack.cleanup().await;
+}
+
+/// A Redis server of the test's own, on a free port, that the test can stop and start.
+struct OwnRedis {
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed to run this test");
+        let url = format!("redis://127.0.0.1:{port}");
+        eventually("own redis-server up", Duration::from_secs(10), || {
+            let url = url.clone();
+            async move {
+                let c = redis::Client::open(url).ok()?;
+                let mut conn = c.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+        OwnRedis { child: Some(child) }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+            let _ = c.wait().await;
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_submit_tasks_wait_then_finish() {
+    let pages = PageServer::start().await;
+    let port = free_port();
+    let mut redis = OwnRedis::start(port).await;
+    let mut stack = Stack::new().await;
+    stack.redis_url = format!("redis://127.0.0.1:{port}");
+    let mut args = stack.serve_args(2);
+    args.requeue_not_started_secs = 1;
+    args.sweep_interval_secs = 1;
+    let app = TestApp::start(args).await;
+    // Warm path works.
+    let first = app.submit_addresses(&[pages.url("/count/1")]).await;
+    app.wait_finished(1, Duration::from_secs(30)).await;
+
+    redis.stop().await;
+    let addresses: Vec<String> = (0..10).map(|n| pages.url(&format!("/count/{n}"))).collect();
+    let (status, body) = app.submit(json!({ "addresses": addresses })).await;
+    assert_eq!(
+        status, 201,
+        "a queue outage is not the person's error: {body}"
+    );
+    let ids: Vec<i64> = body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    for t in body["tasks"].as_array().unwrap() {
+        assert_eq!(
+            t["status"], "NOT_STARTED",
+            "stored, waiting for the queue: {body}"
+        );
+    }
+    // The page says they are waiting.
+    let html = app
+        .client
+        .get(app.url("/tasks"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("waiting for queue"), "{html}");
+    assert_eq!(app.running.store.stats().await.unwrap().not_started, 10);
+
+    let _redis = OwnRedis::start(port).await;
+    app.wait_finished(11, Duration::from_secs(60)).await;
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(app.task(*id).await["result"]["words_count"], json!(n));
+    }
+    assert_eq!(app.task(first[0]).await["result"]["words_count"], 1);
+    app.stop().await;
+    stack.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgres_store_keeps_the_same_guarantees() {
+    let db = TestDb::postgres().await;
+    let store = Store::connect(&db.url).await.expect("postgres store");
+    // Connecting twice (a second `serve`) finds the schema in place.
+    let again = Store::connect(&db.url).await.expect("second connect");
+    let new: Vec<NewTask> = (0..3)
+        .map(|i| NewTask {
+            address: format!("http://e{i}.example/"),
+            options: Default::default(),
+        })
+        .collect();
+    let tasks = store.insert_tasks(&new).await.unwrap();
+    store
+        .mark_queued(&[tasks[0].id, tasks[1].id])
+        .await
+        .unwrap();
+    let out = store
+        .store_results(&[
+            result_for(tasks[0].id, 4),
+            result_for(tasks[0].id, 5),
+            result_for(-1, 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            StoreOutcome::Stored,
+            StoreOutcome::Duplicate,
+            StoreOutcome::UnknownTask
+        ]
+    );
+    // Concurrent claims from two "processes": each task claimed once. (The task must be
+    // older than the deadline, hence the short pause: setup, not a wait for an outcome.)
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (a, b) = tokio::join!(
+        store.claim_stale(TaskStatus::NotStarted, 20, 10),
+        again.claim_stale(TaskStatus::NotStarted, 20, 10)
+    );
+    let claimed = a.unwrap().len() + b.unwrap().len();
+    assert_eq!(claimed, 1, "task 3 claimed exactly once");
+    let s = store.stats().await.unwrap();
+    assert_eq!((s.not_started, s.pending, s.finished), (1, 1, 1));
+    let t0 = store.get_task(tasks[0].id).await.unwrap().unwrap();
+    assert_eq!(t0.task.status, TaskStatus::Finished);
+    assert_eq!(t0.result.unwrap().words_count, Some(4));
+    store.close().await;
+    again.close().await;
+    db.cleanup().await;
+}
