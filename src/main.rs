@@ -8,6 +8,8 @@ use wordtally::config::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // A `.env` file (see `.env.sample`) fills in variables the environment does not set.
+    let dotenv = dotenvy::dotenv();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -15,6 +17,12 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tokio_nsq=warn")),
         )
         .init();
+    if let Err(e) = dotenv
+        && !e.not_found()
+    {
+        eprintln!("wordtally: error: cannot read .env: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let outcome = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => match start_serve(args).await {
             Ok(running) => {

@@ -1,0 +1,579 @@
+//! wordtally's benchmarks (DESIGN §9), one binary with a mode per measurement:
+//!
+//! ```text
+//! cargo bench --bench wordtally -- counting
+//! cargo bench --bench wordtally -- pipeline [TASKS] [WORKER_PROCS] [WORKERS_EACH]
+//! cargo bench --bench wordtally -- latency  [RATE_PER_S] [SECONDS]
+//! cargo bench --bench wordtally -- poll     [TASKS]
+//! cargo bench --bench wordtally -- memory   [TASKS]
+//! ```
+//!
+//! Everything runs on this machine: PostgreSQL and Redis on localhost, the project's NSQ
+//! test broker, and a local page server. Numbers are printed as Markdown table rows for
+//! BENCHMARKS.md.
+
+#[path = "../tests/support/nsq_broker.rs"]
+mod nsq_broker;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::get;
+use clap::Parser;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use wordtally::app::{start_serve, start_worker};
+use wordtally::config::{Cli, Command, ServeArgs};
+use wordtally::count::{BodyCounter, CountOptions, Scope};
+
+use nsq_broker::{BrokerConfig, NsqTestBroker};
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mode = args.first().map(String::as_str).unwrap_or("counting");
+    let num = |i: usize, d: u64| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match mode {
+        "counting" => counting(),
+        "pipeline" => rt.block_on(pipeline(
+            num(1, 2000),
+            num(2, 2) as usize,
+            num(3, 32) as usize,
+        )),
+        "latency" => rt.block_on(latency(num(1, 100), num(2, 20))),
+        "poll" => rt.block_on(poll(num(1, 1_000_000) as i64)),
+        "memory" => rt.block_on(memory(num(1, 10_000) as usize)),
+        other => eprintln!("unknown mode {other:?}: counting | pipeline | latency | poll | memory"),
+    }
+}
+
+// ------------------------------------------------------------------ counting
+
+/// ~16 MiB of HTML shaped like documentation: paragraphs, inline markup, code, scripts.
+fn corpus() -> Vec<u8> {
+    let block = "<div class=\"section\"><h2>Using Python &amp; friends</h2>\
+        <p>The <b>python</b> interpreter reads <code>python3 script.py</code>; \
+        <a href=\"/python/\" title=\"python docs\">see the tutorial</a> for Pythonic idioms.</p>\
+        <script>var python = {version: 3};</script><ul><li>py<i>thon</i></li><li>Jython</li></ul>\
+        <p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor \
+        incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam — naïve café.</p></div>\n";
+    let mut out = String::from(
+        "<!doctype html><html><head><meta charset=utf-8><title>Python</title></head><body>",
+    );
+    while out.len() < 16 << 20 {
+        out.push_str(block);
+    }
+    out.push_str("</body></html>");
+    out.into_bytes()
+}
+
+fn time_best<F: FnMut() -> u64>(runs: usize, mut f: F) -> (Duration, u64) {
+    let mut best = Duration::MAX;
+    let mut result = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        result = f();
+        best = best.min(t.elapsed());
+    }
+    (best, result)
+}
+
+fn counting() {
+    let body = corpus();
+    let mb = body.len() as f64 / (1024.0 * 1024.0);
+    let chunk = 16 * 1024;
+    let feed = |opts: CountOptions| {
+        let mut c = BodyCounter::new(&opts, Some("text/html; charset=utf-8"));
+        for part in body.chunks(chunk) {
+            c.feed(part);
+        }
+        c.finish().count
+    };
+    println!("| what | count | best of 5 | MB/s |\n|---|---|---|---|");
+    type Case<'a> = (&'static str, Box<dyn Fn() -> u64 + 'a>);
+    let rows: Vec<Case> = vec![
+        (
+            "memchr::memmem count of `python` (baseline, bytes)",
+            Box::new(|| memchr::memmem::find_iter(&body, b"python").count() as u64),
+        ),
+        (
+            "raw, case-sensitive, substring (= str.count)",
+            Box::new(|| {
+                feed(CountOptions {
+                    word: "python".into(),
+                    case_sensitive: true,
+                    whole_word: false,
+                    scope: Scope::Raw,
+                })
+            }),
+        ),
+        (
+            "raw, case-insensitive, whole word",
+            Box::new(|| {
+                feed(CountOptions {
+                    word: "python".into(),
+                    case_sensitive: false,
+                    whole_word: true,
+                    scope: Scope::Raw,
+                })
+            }),
+        ),
+        (
+            "text (default: case-insensitive, whole word)",
+            Box::new(|| feed(CountOptions::default())),
+        ),
+        (
+            "text, case-sensitive, substring",
+            Box::new(|| {
+                feed(CountOptions {
+                    word: "python".into(),
+                    case_sensitive: true,
+                    whole_word: false,
+                    scope: Scope::Text,
+                })
+            }),
+        ),
+    ];
+    for (name, f) in rows {
+        let (t, n) = time_best(5, f);
+        println!(
+            "| {name} | {n} | {:.1} ms | {:.0} |",
+            t.as_secs_f64() * 1e3,
+            mb / t.as_secs_f64()
+        );
+    }
+    println!("\n(corpus {mb:.1} MiB, fed in {} KiB chunks)", chunk / 1024);
+}
+
+// ------------------------------------------------------------------ shared set-up
+
+async fn page_server(delay: Duration) -> SocketAddr {
+    let app = Router::new().route(
+        "/page/{n}",
+        get(move |Path(n): Path<usize>| async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut s = String::from("<!doctype html><html><head><meta charset=utf-8><title>page</title></head><body>");
+            // ~20 KiB per page, `n % 50` visible occurrences.
+            for i in 0..200 {
+                if i < n % 50 {
+                    s.push_str("<p>Python is a programming language.</p>");
+                } else {
+                    s.push_str("<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.</p>");
+                }
+            }
+            s.push_str("</body></html>");
+            ([("content-type", "text/html; charset=utf-8")], s)
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    addr
+}
+
+async fn fresh_db() -> (String, String) {
+    let mut conn = sqlx::PgConnection::connect(PG_ADMIN)
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432");
+    let name = format!("wt_bench_{}", std::process::id());
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create db");
+    (
+        name.clone(),
+        format!("postgres://postgres@127.0.0.1:5432/{name}"),
+    )
+}
+
+async fn drop_db(name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(PG_ADMIN).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+fn serve_args(db: &str, broker: &NsqTestBroker, prefix: &str, workers: usize) -> ServeArgs {
+    let cli = Cli::try_parse_from([
+        "wordtally",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        &workers.to_string(),
+        "--allow-private-targets",
+    ])
+    .expect("args");
+    let Some(Command::Serve(mut a)) = cli.command else {
+        unreachable!()
+    };
+    a.database_url = db.into();
+    a.worker.redis_url = Some(REDIS.into());
+    a.worker.redis_prefix = prefix.into();
+    a.worker.nsqd_tcp_address = Some(broker.tcp_addr().to_string());
+    a.worker.nsq_topic = "counter".into();
+    a.worker.per_host_concurrency = 1000; // one local page server stands for many sites
+    a.nsqlookupd_http_address.clear();
+    a
+}
+
+async fn submit(client: &reqwest::Client, base: &str, addresses: Vec<String>) -> usize {
+    let res: Value = client
+        .post(format!("{base}/api/tasks"))
+        .json(&json!({ "addresses": addresses }))
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("json");
+    res["tasks"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+async fn finished(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT finished FROM task_stats WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+async fn latencies(pool: &sqlx::PgPool) -> (f64, f64, f64) {
+    let row: (Option<f64>, Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY updated_at - timestamp)::float8, \
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY updated_at - timestamp)::float8, \
+                MAX(updated_at - timestamp)::float8 FROM task WHERE task_status = 'FINISHED'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("latency query");
+    (
+        row.0.unwrap_or(0.0),
+        row.1.unwrap_or(0.0),
+        row.2.unwrap_or(0.0),
+    )
+}
+
+async fn redis_cleanup(prefix: &str) {
+    if let Ok(c) = redis::Client::open(REDIS)
+        && let Ok(mut conn) = c.get_multiplexed_async_connection().await
+    {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        for k in keys {
+            let _: Result<(), _> = redis::cmd("DEL").arg(k).query_async(&mut conn).await;
+        }
+    }
+}
+
+// ------------------------------------------------------------------ pipeline
+
+async fn pipeline(tasks: u64, procs: usize, workers_each: usize) {
+    wordtally::fetch::install_crypto_provider();
+    let pages = page_server(Duration::ZERO).await;
+    let broker = NsqTestBroker::start(BrokerConfig::default())
+        .await
+        .expect("broker");
+    let (dbname, db) = fresh_db().await;
+    let prefix = format!("wt-bench-{}", std::process::id());
+    let serve = start_serve(serve_args(&db, &broker, &prefix, 0))
+        .await
+        .expect("serve");
+    let mut workers = Vec::new();
+    for _ in 0..procs {
+        workers.push(
+            start_worker(serve_args(&db, &broker, &prefix, workers_each).worker)
+                .await
+                .expect("worker"),
+        );
+    }
+    let base = format!("http://{}", serve.addr);
+    let client = reqwest::Client::new();
+    let pool = sqlx::PgPool::connect(&db).await.expect("pool");
+    let t0 = Instant::now();
+    let mut sent = 0;
+    while sent < tasks {
+        let n = (tasks - sent).min(500);
+        let addrs = (sent..sent + n)
+            .map(|i| format!("http://{pages}/page/{i}"))
+            .collect();
+        sent += submit(&client, &base, addrs).await as u64;
+    }
+    let submitted = t0.elapsed();
+    while (finished(&pool).await as u64) < tasks {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if t0.elapsed() > Duration::from_secs(600) {
+            eprintln!("gave up waiting");
+            break;
+        }
+    }
+    let total = t0.elapsed();
+    let (p50, p99, max) = latencies(&pool).await;
+    println!(
+        "| tasks | worker procs × fetches | submit time | all finished | tasks/s | submit→stored p50 | p99 | max |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {tasks} | {procs} × {workers_each} | {:.2} s | {:.2} s | {:.0} | {p50:.0} ms | {p99:.0} ms | {max:.0} ms |",
+        submitted.as_secs_f64(),
+        total.as_secs_f64(),
+        tasks as f64 / total.as_secs_f64()
+    );
+    for w in workers {
+        let _ = w.stop().await;
+    }
+    let _ = serve.stop().await;
+    pool.close().await;
+    redis_cleanup(&prefix).await;
+    drop_db(&dbname).await;
+}
+
+/// Steady arrivals below capacity: the latency one task sees.
+async fn latency(rate: u64, seconds: u64) {
+    wordtally::fetch::install_crypto_provider();
+    let pages = page_server(Duration::ZERO).await;
+    let broker = NsqTestBroker::start(BrokerConfig::default())
+        .await
+        .expect("broker");
+    let (dbname, db) = fresh_db().await;
+    let prefix = format!("wt-bench-{}", std::process::id());
+    let serve = start_serve(serve_args(&db, &broker, &prefix, 0))
+        .await
+        .expect("serve");
+    let worker = start_worker(serve_args(&db, &broker, &prefix, 32).worker)
+        .await
+        .expect("worker");
+    let base = format!("http://{}", serve.addr);
+    let client = reqwest::Client::new();
+    let pool = sqlx::PgPool::connect(&db).await.expect("pool");
+    let total = rate * seconds;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1) as u32);
+    for i in 0..total {
+        tick.tick().await;
+        submit(&client, &base, vec![format!("http://{pages}/page/{i}")]).await;
+    }
+    while (finished(&pool).await as u64) < total {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (p50, p99, max) = latencies(&pool).await;
+    println!("| arrival rate | tasks | submit→stored p50 | p99 | max |\n|---|---|---|---|---|");
+    println!("| {rate}/s | {total} | {p50:.0} ms | {p99:.0} ms | {max:.0} ms |");
+    let _ = worker.stop().await;
+    let _ = serve.stop().await;
+    pool.close().await;
+    redis_cleanup(&prefix).await;
+    drop_db(&dbname).await;
+}
+
+// ------------------------------------------------------------------ poll
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1e3
+}
+
+async fn poll(n: i64) {
+    let (dbname, db) = fresh_db().await;
+    let broker = NsqTestBroker::start(BrokerConfig::default())
+        .await
+        .expect("broker");
+    let prefix = format!("wt-bench-{}", std::process::id());
+    // Start once to run the migrations, then fill the tables directly (fast).
+    let serve = start_serve(serve_args(&db, &broker, &prefix, 0))
+        .await
+        .expect("serve");
+    let pool = sqlx::PgPool::connect(&db).await.expect("pool");
+    let t = Instant::now();
+    sqlx::query(
+        "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at) \
+         SELECT 'http://site' || (g % 5000) || '.example/page/' || g, 1700000000000 + g, \
+                CASE WHEN g % 10 = 0 THEN 'PENDING' ELSE 'FINISHED' END, 'python', false, true, 'text', 1, 1700000000000 + g, 1700000000000 + g \
+         FROM generate_series(1, $1) g",
+    )
+    .bind(n)
+    .execute(&pool)
+    .await
+    .expect("fill tasks");
+    sqlx::query(
+        "INSERT INTO result (task_id, words_count, http_status_code, timestamp, bytes_read, truncated, duration_ms, attempts) \
+         SELECT id, id % 97, 200, timestamp + 50, 20000, false, 40, 1 FROM task WHERE task_status = 'FINISHED'",
+    )
+    .execute(&pool)
+    .await
+    .expect("fill results");
+    sqlx::query(
+        "UPDATE task_stats SET version = version + 1, \
+         pending = (SELECT COUNT(*) FROM task WHERE task_status = 'PENDING'), \
+         finished = (SELECT COUNT(*) FROM task WHERE task_status = 'FINISHED') WHERE id = 1",
+    )
+    .execute(&pool)
+    .await
+    .expect("stats");
+    sqlx::query("ANALYZE")
+        .execute(&pool)
+        .await
+        .expect("analyze");
+    let filled = t.elapsed();
+    let base = format!("http://{}", serve.addr);
+    let client = reqwest::Client::new();
+    let version: i64 = sqlx::query_scalar("SELECT version FROM task_stats")
+        .fetch_one(&pool)
+        .await
+        .expect("v");
+    println!("({n} tasks inserted in {:.1} s)\n", filled.as_secs_f64());
+    println!("| request | status | requests | p50 | p99 |\n|---|---|---|---|---|");
+    for (name, path) in [
+        ("poll, nothing changed", format!("/tasks/table?v={version}")),
+        (
+            "poll, changed: first page (50 rows)",
+            "/tasks/table?v=0".to_string(),
+        ),
+        (
+            "page, filtered by status",
+            "/tasks?status=PENDING".to_string(),
+        ),
+        ("page, deep keyset page", format!("/tasks?before={}", n / 2)),
+        (
+            "page, address search",
+            "/tasks?q=site42.example".to_string(),
+        ),
+        ("API, one task", format!("/api/tasks/{}", n / 3)),
+    ] {
+        let mut times = Vec::new();
+        let mut status = 0;
+        for _ in 0..200 {
+            let t = Instant::now();
+            let res = client
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("get");
+            status = res.status().as_u16();
+            let _ = res.bytes().await;
+            times.push(t.elapsed());
+        }
+        println!(
+            "| {name} | {status} | 200 | {:.2} ms | {:.2} ms |",
+            percentile(times.clone(), 0.5),
+            percentile(times, 0.99)
+        );
+    }
+    let _ = serve.stop().await;
+    pool.close().await;
+    drop_db(&dbname).await;
+}
+
+// ------------------------------------------------------------------ memory
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// RSS of a release `serve` process (embedded default: SQLite, in-process queue and bus)
+/// holding `n` tasks in flight: 256 fetches hang on slow pages, the rest wait in its queue.
+async fn memory(n: usize) {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/wordtally");
+    assert!(bin.exists(), "build it first: cargo build --release");
+    let pages = page_server(Duration::from_secs(120)).await;
+    let dir = std::env::temp_dir().join(format!("wt-bench-mem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = tokio::process::Command::new(&bin)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--allow-private-targets",
+            "--workers",
+            "256",
+            "--per-host-concurrency",
+            "1000",
+            "--fetch-timeout-ms",
+            "300000",
+        ])
+        .env("DATABASE_URL", format!("sqlite://{}/wt.db", dir.display()))
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn serve");
+    let pid = child.id().expect("pid");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle = rss_kib(pid);
+    let mut sent = 0;
+    while sent < n {
+        let k = (n - sent).min(1000);
+        let addrs = (sent..sent + k)
+            .map(|i| format!("http://{pages}/page/{i}"))
+            .collect();
+        sent += submit(&client, &base, addrs).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let busy = rss_kib(pid);
+    // Page through the table while loaded, as a person would.
+    for _ in 0..20 {
+        let _ = client.get(format!("{base}/tasks")).send().await;
+    }
+    let after = rss_kib(pid);
+    println!("| state | RSS | peak RSS |\n|---|---|---|");
+    println!(
+        "| idle, after start-up | {:.1} MiB | {:.1} MiB |",
+        idle.0 as f64 / 1024.0,
+        idle.1 as f64 / 1024.0
+    );
+    println!(
+        "| {n} tasks in flight (256 fetching, rest queued) | {:.1} MiB | {:.1} MiB |",
+        busy.0 as f64 / 1024.0,
+        busy.1 as f64 / 1024.0
+    );
+    println!(
+        "| same, after 20 page views | {:.1} MiB | {:.1} MiB |",
+        after.0 as f64 / 1024.0,
+        after.1 as f64 / 1024.0
+    );
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every wordtally test: unit tests, the integration test binary (real PostgreSQL,
+# Redis and the project's NSQ test broker) and the Playwright browser tests (Debian
+# Chromium). Installs what is missing (Chromium, the npm packages); starts no service the
+# machine already runs, and fails — never skips — when PostgreSQL or Redis is absent.
+#
+#   bash tests/run-all.sh
+#
+# Environment: WORDTALLY_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test),
+# WORDTALLY_TEST_REDIS (default redis://127.0.0.1:6379), NSQD_TCP_ADDRESS /
+# NSQD_HTTP_ADDRESS (use a real nsqd instead of the test broker).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+host_port() { # "scheme://user@host:port/db" -> "host port"
+  local rest=${1#*://}; rest=${rest#*@}; rest=${rest%%/*}
+  echo "${rest%%:*} ${rest##*:}"
+}
+
+require_service() { # name url default_port
+  read -r host port <<<"$(host_port "$2")"
+  [ "$port" = "$host" ] && port=$3
+  if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+    echo "error: $1 is not reachable at $host:$port." >&2
+    echo "       The integration tests need it running (see README, 'Tests')." >&2
+    exit 1
+  fi
+}
+
+say "checking services"
+require_service PostgreSQL "${WORDTALLY_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}" 5432
+require_service Redis "${WORDTALLY_TEST_REDIS:-redis://127.0.0.1:6379}" 6379
+command -v redis-server >/dev/null || { echo "error: redis-server (binary) is needed for tests that stop and start their own Redis" >&2; exit 1; }
+
+if [ ! -x /usr/bin/chromium ]; then
+  say "installing Chromium (Debian package)"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+say "unit and integration tests (cargo test)"
+cargo test --locked --all-targets
+
+say "building the binaries the browser tests drive"
+cargo build --locked --bin wordtally --example nsq_test_broker
+
+say "browser tests (Playwright, Debian Chromium)"
+cd e2e
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+npx playwright test
