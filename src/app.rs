@@ -211,6 +211,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             pending_deadline: Duration::from_secs(args.pending_deadline_secs),
             max_attempts: args.max_task_attempts.max(1),
             batch: 500,
+            requeue_pending_at_start: queue.kind() == "memory",
         },
     };
     let mut children = vec![

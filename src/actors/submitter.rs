@@ -31,6 +31,10 @@ pub struct SweepConfig {
     pub max_attempts: i32,
     /// Tasks claimed per sweep and status.
     pub batch: i64,
+    /// Re-queue every PENDING task at start-up. Right only for the in-process queue, which
+    /// starts empty, so nothing can be in flight for those tasks (with Redis they may
+    /// still be queued or running, and the deadline decides).
+    pub requeue_pending_at_start: bool,
 }
 
 #[derive(Clone)]
@@ -57,6 +61,8 @@ pub enum SubmitterMsg {
     Sweep,
     /// Run a sweep now and reply when done (tests, admin).
     SweepNow(RpcReplyPort<()>),
+    /// Start-up with an in-process queue: queue again every task PENDING before `cutoff`.
+    Recover { cutoff: i64 },
 }
 
 impl SubmitterState {
@@ -199,6 +205,10 @@ impl Actor for Submitter {
     ) -> Result<Self::State, ActorProcessingErr> {
         let timer = (!args.sweep.interval.is_zero())
             .then(|| myself.send_interval(args.sweep.interval, || SubmitterMsg::Sweep));
+        if args.sweep.requeue_pending_at_start {
+            let cutoff = now_ms();
+            let _ = myself.cast(SubmitterMsg::Recover { cutoff });
+        }
         Ok(SubmitterState {
             store: args.store,
             queue: args.queue,
@@ -210,7 +220,7 @@ impl Actor for Submitter {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -238,6 +248,29 @@ impl Actor for Submitter {
             SubmitterMsg::SweepNow(reply) => {
                 state.sweep().await;
                 let _ = reply.send(());
+            }
+            SubmitterMsg::Recover { cutoff } => {
+                // One batch per message, so submissions are served in between.
+                let batch = state.sweep.batch;
+                match state
+                    .store
+                    .claim_queued_before(TaskStatus::Pending, cutoff, batch)
+                    .await
+                {
+                    Ok(tasks) if !tasks.is_empty() => {
+                        let n = tasks.len();
+                        if state.enqueue(&tasks).await {
+                            tracing::info!(n, "re-queued tasks left PENDING by the previous run");
+                        }
+                        if n as i64 == batch {
+                            let _ = myself.cast(SubmitterMsg::Recover { cutoff });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not recover PENDING tasks at start-up")
+                    }
+                }
             }
         }
         Ok(())

@@ -311,8 +311,19 @@ impl Store {
         older_than_ms: i64,
         limit: i64,
     ) -> StoreResult<Vec<Task>> {
+        self.claim_queued_before(status, now_ms() - older_than_ms, limit)
+            .await
+    }
+
+    /// Like `claim_stale`, with an absolute cutoff (epoch ms): claims tasks last queued
+    /// (or submitted) before `cutoff`.
+    pub async fn claim_queued_before(
+        &self,
+        status: TaskStatus,
+        cutoff: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Task>> {
         let now = now_ms();
-        let cutoff = now - older_than_ms;
         let sql = format!(
             "UPDATE task SET queued_at = $1 WHERE id IN (\
                SELECT id FROM task WHERE task_status = $2 AND COALESCE(queued_at, timestamp) < $3 \
