@@ -28,7 +28,7 @@ use crate::model::{JobResult, ResultRecord, Stats, Task, TaskStatus, TaskView, n
 pub enum StoreError {
     #[error("unsupported DATABASE_URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
-    #[error("database error: {0}")]
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -203,6 +203,19 @@ impl Store {
             Store::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let opts = PgConnectOptions::from_str(url)?.application_name("wordtally");
+            // One direct connection first: its error says why (refused, auth, no such
+            // database), where the pool would only report a time-out.
+            use sqlx::Connection;
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                sqlx::PgConnection::connect_with(&opts),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => conn.close().await?,
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(5))
