@@ -11,7 +11,11 @@
 //!   inside them is not mistaken for tags;
 //! * every tag that is not one of [`INLINE_TAGS`] pushes a separator, so `<p>py</p><p>thon`
 //!   is two words while `<b>py</b>thon` is one; comments do not separate (`py<!---->thon`
-//!   renders as one word).
+//!   renders as one word);
+//! * inside inline `svg`/`math` ("foreign content") a browser never enters raw states and
+//!   shows `CDATA` sections as text, so the sink tracks that depth: there `<style/>` is an
+//!   empty element rather than the start of raw text that would swallow the page, and
+//!   `<title>` is an ordinary element (its `<b>` joins words).
 
 use std::cell::RefCell;
 
@@ -60,13 +64,29 @@ struct TextState {
     /// Inside a `script`/`style`/`noscript` raw-text run (ended by the next end tag, which
     /// in a raw state can only be the matching one).
     in_hidden_raw: bool,
+    /// Depth of open `svg`/`math` elements (foreign content: no raw states, CDATA is text).
+    foreign_depth: u32,
+    /// Depth of open `script`/`style` elements inside foreign content (tokenized normally
+    /// there, but still not shown).
+    foreign_hidden_depth: u32,
 }
 
 impl TextState {
+    fn hidden(&self) -> bool {
+        self.in_hidden_raw || self.template_depth > 0 || self.foreign_hidden_depth > 0
+    }
+
     fn on_tag(&mut self, tag: &Tag) -> TokenSinkResult<()> {
         let name: &str = &tag.name;
         if !is_inline(name) {
             self.matcher.push_separator();
+        }
+        if self.foreign_depth > 0 && !self.on_foreign_tag(tag) {
+            return TokenSinkResult::Continue;
+        }
+        if tag.kind == TagKind::StartTag && matches!(name, "svg" | "math") && !tag.self_closing {
+            self.foreign_depth = 1;
+            return TokenSinkResult::Continue;
         }
         match tag.kind {
             TagKind::EndTag => {
@@ -92,6 +112,91 @@ impl TextState {
     }
 }
 
+impl TextState {
+    /// A tag inside `svg`/`math`: self-closing tags open nothing, no raw states. An HTML
+    /// start tag from the tree builder's "breakout" list ends foreign content (returns
+    /// true: the tag is then handled as HTML).
+    fn on_foreign_tag(&mut self, tag: &Tag) -> bool {
+        let name: &str = &tag.name;
+        if tag.kind == TagKind::StartTag && BREAKOUT_TAGS.contains(&name) {
+            self.foreign_depth = 0;
+            self.foreign_hidden_depth = 0;
+            return true;
+        }
+        let hides = matches!(name, "script" | "style");
+        match tag.kind {
+            TagKind::StartTag if tag.self_closing => {}
+            TagKind::StartTag => {
+                if matches!(name, "svg" | "math") {
+                    self.foreign_depth += 1;
+                } else if hides {
+                    self.foreign_hidden_depth += 1;
+                }
+            }
+            TagKind::EndTag => {
+                if matches!(name, "svg" | "math") {
+                    self.foreign_depth -= 1;
+                    if self.foreign_depth == 0 {
+                        self.foreign_hidden_depth = 0;
+                    }
+                } else if hides {
+                    self.foreign_hidden_depth = self.foreign_hidden_depth.saturating_sub(1);
+                }
+            }
+        }
+        false
+    }
+}
+
+/// HTML start tags that end foreign content (HTML's "rules for parsing tokens in foreign
+/// content"; `font` is in the list only with some attributes and is left out here).
+const BREAKOUT_TAGS: &[&str] = &[
+    "b",
+    "big",
+    "blockquote",
+    "body",
+    "br",
+    "center",
+    "code",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "embed",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "hr",
+    "i",
+    "img",
+    "li",
+    "listing",
+    "menu",
+    "meta",
+    "nobr",
+    "ol",
+    "p",
+    "pre",
+    "ruby",
+    "s",
+    "small",
+    "span",
+    "strike",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tt",
+    "u",
+    "ul",
+    "var",
+];
+
 /// Sink that forwards visible text to the matcher. `TokenSink` takes `&self` in html5ever
 /// 0.40, hence the `RefCell` (never borrowed re-entrantly: the tokenizer calls the sink
 /// one token at a time).
@@ -106,7 +211,7 @@ impl TokenSink for TextSink {
         let mut st = self.state.borrow_mut();
         match token {
             Token::CharacterTokens(text) => {
-                if !st.in_hidden_raw && st.template_depth == 0 {
+                if !st.hidden() {
                     st.matcher.push_str(&text);
                 }
                 TokenSinkResult::Continue
@@ -120,6 +225,11 @@ impl TokenSink for TextSink {
             | Token::ParseError(_)
             | Token::EOFToken => TokenSinkResult::Continue,
         }
+    }
+
+    /// Makes the tokenizer treat `<![CDATA[…]]>` as text inside `svg`/`math`, as browsers do.
+    fn adjusted_current_node_present_but_not_in_html_namespace(&self) -> bool {
+        self.state.borrow().foreign_depth > 0
     }
 }
 
@@ -147,6 +257,8 @@ impl HtmlText {
                 matcher,
                 template_depth: 0,
                 in_hidden_raw: false,
+                foreign_depth: 0,
+                foreign_hidden_depth: 0,
             }),
         };
         HtmlText {
@@ -211,6 +323,51 @@ mod tests {
         assert_eq!(
             count("<title>python</title><textarea>python</textarea>", "python"),
             2
+        );
+    }
+
+    #[test]
+    fn svg_and_math_are_foreign_content() {
+        // Self-closing raw-text tags do not swallow the rest of the page.
+        assert_eq!(count("<svg><style/></svg><p>python</p>", "python"), 1);
+        assert_eq!(
+            count("<svg><script href='a.js'/></svg><p>python</p>", "python"),
+            1
+        );
+        assert_eq!(
+            count("<math><style/></math><p>python python</p>", "python"),
+            2
+        );
+        // A self-closing title is not an RCDATA run that would expose a later script.
+        assert_eq!(
+            count("<svg><title/></svg><script>var python</script>", "python"),
+            0
+        );
+        // Inside svg, title is an ordinary element: inline tags join, text counts.
+        assert_eq!(
+            count("<svg><title>py<b>thon</b></title></svg>", "python"),
+            1
+        );
+        // CDATA is text in foreign content, a bogus comment in HTML.
+        assert_eq!(
+            count("<svg><text><![CDATA[python]]></text></svg>", "python"),
+            1
+        );
+        assert_eq!(count("<p><![CDATA[python]]></p>", "python"), 0);
+        // Scripts and styles inside svg are still not shown.
+        assert_eq!(
+            count(
+                "<svg><style>python</style><script>python</script></svg>",
+                "python"
+            ),
+            0
+        );
+        // After </svg>, HTML rules are back.
+        assert_eq!(count("<svg></svg><style>python</style>python", "python"), 1);
+        // An HTML breakout tag ends foreign content even without </svg>.
+        assert_eq!(
+            count("<svg><p>x</p><style>python</style>python", "python"),
+            1
         );
     }
 }
