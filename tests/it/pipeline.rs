@@ -326,3 +326,39 @@ async fn postgres_store_keeps_the_same_guarantees() {
     again.close().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_arriving_while_the_task_is_marked_pending_still_finishes_it() {
+    // Widens the window between enqueue and mark_queued: the task's NOT_STARTED → PENDING
+    // transaction stays open 1.5 s after moving the row, while the worker's result arrives.
+    // Before writers were serialized, the result was stored and the task stayed PENDING.
+    let pages = PageServer::start().await;
+    let stack = Stack::new().await;
+    let pool = stack.db.pool().await;
+    let app = TestApp::start(stack.serve_args(2)).await;
+    sqlx::query(
+        "CREATE FUNCTION slow_mark() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER slow_mark AFTER UPDATE ON task FOR EACH ROW \
+         WHEN (OLD.task_status = 'NOT_STARTED' AND NEW.task_status = 'PENDING') \
+         EXECUTE FUNCTION slow_mark()",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let ids = app.submit_addresses(&[pages.url("/count/2")]).await;
+    app.wait_finished(1, Duration::from_secs(30)).await;
+    let t = app.task(ids[0]).await;
+    assert_eq!(t["status"], "FINISHED", "{t}");
+    assert_eq!(t["result"]["words_count"], 2);
+    let s = app.running.store.stats().await.unwrap();
+    assert_eq!((s.not_started, s.pending, s.finished), (0, 0, 1));
+    pool.close().await;
+    app.stop().await;
+    stack.cleanup().await;
+}
