@@ -14,6 +14,8 @@ pub struct Row {
     pub what: String,
     pub count: String,
     pub http: String,
+    /// "http-error" for 4xx/5xx, so the number stands out.
+    pub http_class: &'static str,
     pub error: String,
     pub truncated: bool,
     pub submitted: String,
@@ -67,7 +69,8 @@ impl Row {
                     d.push(format!("final URL {u}"));
                 }
                 if let Some(c) = &r.content_type {
-                    d.push(c.clone());
+                    // The media type only: the charset actually used is shown next.
+                    d.push(c.split(';').next().unwrap_or(c).trim().to_string());
                 }
                 if let Some(c) = &r.charset {
                     d.push(format!("charset {c}"));
@@ -90,6 +93,10 @@ impl Row {
                 )
             }
         };
+        let http_class = match v.result.as_ref().and_then(|r| r.http_status_code) {
+            Some(c) if c >= 400 => "http-error",
+            _ => "",
+        };
         Row {
             id: t.id,
             address: t.address.clone(),
@@ -99,6 +106,7 @@ impl Row {
             what,
             count,
             http,
+            http_class,
             error,
             truncated,
             submitted: utc(t.timestamp),
