@@ -34,6 +34,8 @@ const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
 const REDIS: &str = "redis://127.0.0.1:6379";
 
 fn main() {
+    // reqwest is built with rustls-no-provider: install ring before any client exists.
+    wordtally::fetch::install_crypto_provider();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
@@ -292,7 +294,6 @@ async fn redis_cleanup(prefix: &str) {
 // ------------------------------------------------------------------ pipeline
 
 async fn pipeline(tasks: u64, procs: usize, workers_each: usize) {
-    wordtally::fetch::install_crypto_provider();
     let pages = page_server(Duration::ZERO).await;
     let broker = NsqTestBroker::start(BrokerConfig::default())
         .await
@@ -353,7 +354,6 @@ async fn pipeline(tasks: u64, procs: usize, workers_each: usize) {
 
 /// Steady arrivals below capacity: the latency one task sees.
 async fn latency(rate: u64, seconds: u64) {
-    wordtally::fetch::install_crypto_provider();
     let pages = page_server(Duration::ZERO).await;
     let broker = NsqTestBroker::start(BrokerConfig::default())
         .await
