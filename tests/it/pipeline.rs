@@ -362,3 +362,26 @@ async fn result_arriving_while_the_task_is_marked_pending_still_finishes_it() {
     app.stop().await;
     stack.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_finds_nsqd_through_lookupd() {
+    let pages = PageServer::start().await;
+    let stack = Stack::new().await;
+    let Some(broker) = &stack.broker else {
+        return; // a real nsqd without a known nsqlookupd: nothing to point at
+    };
+    // The broker's HTTP side answers /lookup as nsqlookupd does. The topic must exist
+    // before the consumer's first lookup, as with a real nsqlookupd.
+    broker.publish(&stack.topic, b"warm-up: not a result").await;
+    let mut args = stack.serve_args(2);
+    args.nsqlookupd_http_address = vec![broker.http_addr().to_string()];
+    let app = TestApp::start(args).await;
+    let ids = app
+        .submit_addresses(&[pages.url("/count/3"), pages.url("/count/4")])
+        .await;
+    app.wait_finished(2, Duration::from_secs(60)).await;
+    assert_eq!(app.task(ids[0]).await["result"]["words_count"], 3);
+    assert_eq!(app.task(ids[1]).await["result"]["words_count"], 4);
+    app.stop().await;
+    stack.cleanup().await;
+}
