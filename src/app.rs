@@ -77,6 +77,19 @@ fn drain_wait(w: &WorkerArgs) -> Duration {
         + Duration::from_secs(2)
 }
 
+/// Drains the worker pool, if any: running jobs finish and publish (for up to `wait`),
+/// the rest are released to the queue.
+async fn drain_pool(slot: &ActorSlot<WorkerPoolMsg>, wait: Duration) {
+    if let Some(pool) = slot.get() {
+        let _ = pool
+            .call(
+                |r| WorkerPoolMsg::Drain(wait, r),
+                Some(wait + Duration::from_secs(10)),
+            )
+            .await;
+    }
+}
+
 /// A running `serve`: its address, its store, and the way to stop it.
 pub struct Running {
     pub addr: SocketAddr,
@@ -112,15 +125,7 @@ impl Running {
                 _ => {}
             }
         }
-        if let Some(pool) = self.worker_pool.get() {
-            let wait = self.drain_wait;
-            let _ = pool
-                .call(
-                    |r| WorkerPoolMsg::Drain(wait, r),
-                    Some(wait + Duration::from_secs(10)),
-                )
-                .await;
-        }
+        drain_pool(&self.worker_pool, self.drain_wait).await;
         if let Some(s) = self.submitter.get() {
             let _ = s.stop_and_wait(None, Some(Duration::from_secs(10))).await;
         }
@@ -287,15 +292,7 @@ pub struct RunningWorker {
 impl RunningWorker {
     /// Graceful stop: running jobs finish and publish; unstarted ones go back to the queue.
     pub async fn stop(self) -> anyhow::Result<()> {
-        if let Some(pool) = self.worker_pool.get() {
-            let wait = self.drain_wait;
-            let _ = pool
-                .call(
-                    |r| WorkerPoolMsg::Drain(wait, r),
-                    Some(wait + Duration::from_secs(10)),
-                )
-                .await;
-        }
+        drain_pool(&self.worker_pool, self.drain_wait).await;
         let _ = self
             .supervisor
             .stop_and_wait(None, Some(Duration::from_secs(10)))
