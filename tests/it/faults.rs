@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sqlx::Connection;
 use wordtally::bus::ResultPublisher;
 use wordtally::bus::nsq::NsqPublisher;
 use wordtally::config::{ServeArgs, WorkerArgs};
@@ -216,11 +217,19 @@ async fn broker_restart_mid_run(keep: bool) {
     let tasks = submit_all(&app.client, &app.base, &addresses(&run)).await;
     let expected = expectations(&tasks, &run);
 
+    // Keeping: stopped while workers still publish (their publishes fail and are retried).
+    // Losing: stopped once every job is done and acknowledged, so the results in the
+    // broker exist nowhere else and only the reconciler can bring them back.
     eventually("results waiting in the broker", SETTLE, || async {
         let (_, _, finished) = db_status_counts(&pool).await?;
         let s = stack.broker().stats();
         let depth = s.channel(&stack.topic, &stack.channel)?.depth;
-        (finished >= 10 && depth >= 20).then_some(())
+        let workers_done = keep
+            || (stream_len(&stack.redis_url, &stack.redis_prefix).await? == 0
+                && pending_by_consumer(&stack.redis_url, &stack.redis_prefix)
+                    .await
+                    .is_empty());
+        (finished >= 10 && depth >= 20 && workers_done).then_some(())
     })
     .await;
     let held = stack
@@ -244,7 +253,10 @@ async fn broker_restart_mid_run(keep: bool) {
             .fetch_one(&pool)
             .await
             .unwrap();
-        assert!(requeued > 0, "lost results are recovered by re-queueing");
+        assert!(
+            requeued > 0,
+            "lost results are recovered by re-queueing ({held} messages were lost)"
+        );
     }
     // Both sides reconnected to the new broker: it carried results and they were finished.
     let s = stack.broker().stats();
@@ -298,6 +310,53 @@ async fn postgres_connections_terminated_mid_run_lose_nothing() {
     let admin = sqlx::PgPool::connect(&crate::helpers::postgres_admin_url())
         .await
         .expect("admin connection");
+    // First, kills that surely land inside the DB writer's transaction: hold the counters
+    // row locked, wait until a transaction (which inserts results, then updates the
+    // counters) is blocked on it, and terminate every other backend of the database.
+    let mut locker = sqlx::PgConnection::connect(&stack.db.url)
+        .await
+        .expect("locker connection");
+    let locker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut locker)
+        .await
+        .unwrap();
+    let mut in_tx_kills = 0;
+    for _ in 0..3 {
+        sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+        sqlx::query("SELECT 1 FROM task_stats WHERE id = 1 FOR UPDATE")
+            .execute(&mut locker)
+            .await
+            .unwrap();
+        eventually("a transaction waiting on the counters", SETTLE, || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND wait_event_type = 'Lock'",
+            )
+            .bind(&stack.db.name)
+            .fetch_one(&admin)
+            .await
+            .ok()?;
+            (waiting > 0).then_some(())
+        })
+        .await;
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> $2",
+        )
+        .bind(&stack.db.name)
+        .bind(locker_pid)
+        .fetch_all(&admin)
+        .await
+        .expect("terminate backends");
+        in_tx_kills += killed.iter().filter(|k| **k).count();
+        sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let _ = locker.close().await;
+    eprintln!(
+        "[faults] {in_tx_kills} Postgres connections terminated while a transaction was blocked"
+    );
+
     let mut terminated = 0i64;
     let mut rounds = 0;
     let mut finished_at_last_kill = 0;
