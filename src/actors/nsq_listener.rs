@@ -123,6 +123,7 @@ fn spawn_pump(
 ) -> JoinHandle<()> {
     let mut source = (args.source)();
     let db_writer = args.db_writer.clone();
+    let all_permits = args.max_in_flight.max(1) as u32;
     let pull = async move {
         loop {
             let permit = tokio::select! {
@@ -140,6 +141,11 @@ fn spawn_pump(
                 drop(permit);
             });
         }
+        // The source (its connection) must outlive the messages still being settled, or
+        // their FIN/REQ go nowhere and stored results are delivered again after a restart.
+        let settled = permits.acquire_many(all_permits);
+        let _ = tokio::time::timeout(Duration::from_secs(10), settled).await;
+        source.close().await;
     };
     // The loop runs in a task of its own so that even a panic inside it (tokio-nsq
     // unwraps internally) is reported to the actor, which starts a new one.

@@ -55,4 +55,8 @@ pub struct Incoming {
 pub trait ResultSource: Send + 'static {
     /// The next message, or `None` once the source was closed and drained.
     async fn next(&mut self) -> Option<Incoming>;
+
+    /// Called when the listener stops, once every message it took was settled: a
+    /// transport that buffers its FIN/REQ frames sends them before it is dropped.
+    async fn close(&mut self) {}
 }

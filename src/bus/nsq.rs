@@ -271,6 +271,7 @@ impl NsqSource {
         };
         Ok(
             NSQConsumerConfig::new(self.config.topic()?, self.config.channel()?)
+                .set_shared(shared())
                 .set_max_in_flight(self.config.max_in_flight.max(1))
                 .set_rebalance_interval(Duration::from_millis(500))
                 .set_sources(sources)
@@ -353,6 +354,16 @@ impl ResultSource for NsqSource {
                     discard(self.consumer.take());
                 }
             }
+        }
+    }
+
+    async fn close(&mut self) {
+        if self.consumer.is_some() {
+            // tokio-nsq writes FIN/REQ frames on its flush interval (5 ms, see `shared`) and
+            // has no flush call: give it a few intervals before the connection is dropped,
+            // or the last FINs are lost and nsqd redelivers results already stored.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            discard(self.consumer.take());
         }
     }
 }

@@ -357,3 +357,276 @@ impl TestApp {
 pub async fn start_worker_in_process(args: WorkerArgs) -> RunningWorker {
     start_worker(args).await.expect("start worker")
 }
+
+// ------------------------------------------------------------------ fault-test support
+//
+// Used by `faults.rs`, `hostile.rs` and `ssrf.rs`: services the test can stop and start,
+// `wordtally` child processes, and checks made on the database itself (so they hold
+// whichever process wrote it).
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A `redis-server` of the test's own on a fixed port, without persistence, that the test
+/// stops (SIGKILL: everything it held is lost) and starts again.
+pub struct TestRedis {
+    pub port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl TestRedis {
+    pub async fn start(port: u16) -> TestRedis {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed to run this test");
+        let url = format!("redis://127.0.0.1:{port}");
+        eventually("own redis-server up", Duration::from_secs(10), || {
+            let url = url.clone();
+            async move {
+                let c = redis::Client::open(url).ok()?;
+                let mut conn = c.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+        TestRedis {
+            port,
+            child: Some(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+            let _ = c.wait().await;
+        }
+    }
+}
+
+/// A `wordtally` child process (the real binary), killed when dropped. Its stderr goes to a
+/// log file that is printed if the test fails while it runs.
+pub struct WtProcess {
+    pub name: String,
+    child: tokio::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl WtProcess {
+    pub fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> WtProcess {
+        let log = std::env::temp_dir().join(format!("{}.log", unique(name)));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wordtally"));
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true);
+        // Nothing from the environment the tests run in may leak into the child.
+        for var in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "REDIS_PREFIX",
+            "NSQD_TCP_ADDRESS",
+            "NSQLOOKUPD_HTTP_ADDRESS",
+            "NSQ_TOPIC",
+            "NSQ_CHANNEL",
+            "ALLOW_TARGETS",
+            "ALLOW_PRIVATE_TARGETS",
+            "LISTEN",
+            "WORKERS",
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn wordtally");
+        WtProcess {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("process still running")
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM, then the exit status (panics if it does not exit within `timeout`).
+    pub async fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.pid();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM {pid} failed");
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.expect("wait"),
+            Err(_) => panic!(
+                "{} did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                self.name,
+                self.log_text()
+            ),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with the log if the process already exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "{} exited early ({status}); log:\n{}",
+                self.name,
+                self.log_text()
+            );
+        }
+    }
+}
+
+impl Drop for WtProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("----- log of {} -----\n{}", self.name, self.log_text());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+impl Stack {
+    /// Environment for a `wordtally serve` child process on this stack.
+    pub fn serve_env(&self, listen: &str) -> Vec<(&'static str, String)> {
+        let mut env = self.worker_env();
+        env.extend([
+            ("DATABASE_URL", self.db.url.clone()),
+            ("NSQ_CHANNEL", self.channel.clone()),
+            ("LISTEN", listen.to_string()),
+        ]);
+        env
+    }
+
+    /// Stops the broker (keeping what `stop` returns) and starts a new one on the same
+    /// ports, with its messages (`keep`) or without them (a crash of an in-memory nsqd).
+    /// Returns how many messages the old one held. `down` is how long it stays away.
+    pub async fn restart_broker(&mut self, keep: bool, down: Duration) -> usize {
+        let old = self
+            .broker
+            .take()
+            .expect("this test controls the broker; it cannot run against an external nsqd");
+        let (tcp, http) = (old.tcp_addr(), old.http_addr());
+        let state = old.stop().await;
+        let held = state.message_count();
+        tokio::time::sleep(down).await;
+        let new =
+            NsqTestBroker::start_on(BrokerConfig::default(), tcp, http, keep.then_some(state))
+                .await
+                .expect("restart NSQ test broker on the same ports");
+        self.broker = Some(new);
+        held
+    }
+}
+
+/// Task counts by status, read from the database.
+pub async fn db_status_counts(pool: &sqlx::PgPool) -> Option<(i64, i64, i64)> {
+    sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE task_status = 'NOT_STARTED'), \
+                COUNT(*) FILTER (WHERE task_status = 'PENDING'), \
+                COUNT(*) FILTER (WHERE task_status = 'FINISHED') FROM task",
+    )
+    .fetch_one(pool)
+    .await
+    .ok()
+}
+
+/// Waits until at least `n` tasks are FINISHED, reading the database (not the counters).
+pub async fn db_wait_finished(pool: &sqlx::PgPool, n: i64, timeout: Duration) {
+    eventually(&format!("{n} tasks FINISHED"), timeout, || async move {
+        let (_, _, finished) = db_status_counts(pool).await?;
+        (finished >= n).then_some(())
+    })
+    .await;
+}
+
+/// The end-of-run check of every fault test: each task FINISHED, exactly one result row
+/// per task, no error, and the count `expected` gives for it; the counters agree.
+pub async fn assert_every_task_counted(
+    pool: &sqlx::PgPool,
+    expected: &std::collections::HashMap<i64, i64>,
+) {
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT task_id) FROM result")
+            .fetch_one(pool)
+            .await
+            .expect("count results");
+    assert_eq!(rows, expected.len() as i64, "one result row per task");
+    assert_eq!(distinct, expected.len() as i64, "one result row per task");
+    let tasks: Vec<(i64, String, Option<i64>, Option<String>)> = sqlx::query_as(
+        "SELECT t.id, t.task_status, r.words_count, r.error \
+         FROM task t LEFT JOIN result r ON r.task_id = t.id ORDER BY t.id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("read tasks");
+    assert_eq!(tasks.len(), expected.len(), "no task more, none less");
+    for (id, status, count, error) in tasks {
+        let want = expected
+            .get(&id)
+            .unwrap_or_else(|| panic!("unexpected task {id}"));
+        assert_eq!(status, "FINISHED", "task {id}");
+        assert_eq!(error, None, "task {id}");
+        assert_eq!(count, Some(*want), "task {id}");
+    }
+    let (ns, p, f): (i64, i64, i64) =
+        sqlx::query_as("SELECT not_started, pending, finished FROM task_stats WHERE id = 1")
+            .fetch_one(pool)
+            .await
+            .expect("read counters");
+    assert_eq!(
+        (ns, p, f),
+        (0, 0, expected.len() as i64),
+        "the counters agree with the rows"
+    );
+}
+
+/// Logs of the in-process app to the test's output when RUST_LOG is set (off otherwise).
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}

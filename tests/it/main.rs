@@ -15,4 +15,7 @@ mod helpers;
 mod pages;
 
 mod embedded;
+mod faults;
+mod hostile;
 mod pipeline;
+mod ssrf;

@@ -114,3 +114,255 @@ impl Drop for PageServer {
         self.task.abort();
     }
 }
+
+// ------------------------------------------------------------------ hostile and slow pages
+//
+// Used by the fault, hostile-input and SSRF tests (`faults.rs`, `hostile.rs`, `ssrf.rs`).
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Query;
+
+/// `python ` repeated, as a gzip member hand-encoded with fixed-Huffman deflate (the seven
+/// literals, then `repeats` length-258/distance-7 matches), so a few KiB on the wire inflate
+/// to `7 + 258 * repeats` bytes: a compression bomb without a gzip crate.
+pub fn gzip_of_repeated_python(repeats: u64) -> Vec<u8> {
+    struct Bits {
+        out: Vec<u8>,
+        acc: u64,
+        len: u32,
+    }
+    impl Bits {
+        fn put(&mut self, value: u64, count: u32) {
+            self.acc |= value << self.len;
+            self.len += count;
+            while self.len >= 8 {
+                self.out.push(self.acc as u8);
+                self.acc >>= 8;
+                self.len -= 8;
+            }
+        }
+        /// Huffman codes go most-significant bit first.
+        fn code(&mut self, code: u64, count: u32) {
+            let mut rev = 0;
+            for i in 0..count {
+                rev |= ((code >> i) & 1) << (count - 1 - i);
+            }
+            self.put(rev, count);
+        }
+    }
+    const UNIT: &[u8] = b"python ";
+    let mut b = Bits {
+        out: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff],
+        acc: 0,
+        len: 0,
+    };
+    b.put(1, 1); // BFINAL
+    b.put(1, 2); // BTYPE = fixed Huffman
+    for &c in UNIT {
+        b.code(0x30 + u64::from(c), 8); // literals 0..=143: 8-bit codes from 0x30
+    }
+    for _ in 0..repeats {
+        b.code(0xc0 + 5, 8); // symbol 285 = length 258
+        b.code(5, 5); // distance code 5 = distances 7..=8, one extra bit
+        b.put(0, 1); // extra bit 0: distance 7
+    }
+    b.code(0, 7); // end of block (256)
+    if b.len > 0 {
+        b.put(0, 8 - b.len);
+    }
+    let mut table = [0u32; 256];
+    for (i, slot) in table.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        *slot = c;
+    }
+    let total = UNIT.len() as u64 + 258 * repeats;
+    let mut crc = !0u32;
+    for i in 0..total {
+        let byte = UNIT[(i % UNIT.len() as u64) as usize];
+        crc = table[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    let mut out = b.out;
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(total as u32).to_le_bytes());
+    out
+}
+
+/// The compression bomb served at `/bomb`: ~32 MiB of `python ` once inflated, ~150 KiB
+/// on the wire. Built once per test binary.
+pub fn bomb() -> &'static [u8] {
+    static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BOMB.get_or_init(|| gzip_of_repeated_python(130_000))
+}
+
+#[derive(serde::Deserialize)]
+struct RedirectTo {
+    to: String,
+}
+
+fn location(to: &str) -> Response {
+    (StatusCode::FOUND, [("location", to.to_string())]).into_response()
+}
+
+/// `/count/{n}` after `ms` milliseconds: keeps jobs in flight long enough for a fault to
+/// land in the middle of a run.
+async fn slow_count_page(Path((ms, n)): Path<(u64, usize)>) -> Response {
+    tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
+    count_page(Path(n)).await
+}
+
+/// Every route of [`PageServer::start`] plus hostile ones:
+/// * `/slow/{ms}/{n}`: `/count/{n}` answered after a delay;
+/// * `/endless`: `python ` forever (text/plain);
+/// * `/drip`: one `python ` every 200 ms for a minute (slow drip);
+/// * `/loop`: redirects to itself; `/chain/{n}`: n redirects, then a page counting 1;
+/// * `/redirect?to=URL`: one redirect to any URL;
+/// * `/bomb`: the gzip bomb above (Content-Encoding: gzip);
+/// * `/bogus-charset`: an unknown charset in the header and in `<meta>`, counting 3;
+/// * `/binary/png`, `/binary/octet`: binary content types whose bytes contain the word;
+/// * `/markup`: an HTML page.
+fn full_router(hits: Hits) -> Router {
+    Router::new()
+        .route("/count/{n}", get(count_page))
+        .route("/status/{code}", get(status_page))
+        .route(
+            "/plain",
+            get(|| async { ([("content-type", "text/plain")], "python, Python, PYTHON!") }),
+        )
+        .route("/slow/{ms}/{n}", get(slow_count_page))
+        .route(
+            "/endless",
+            get(|| async {
+                let chunk = Bytes::from("python ".repeat(1024));
+                let forever = futures_util::stream::unfold(chunk, |c| async move {
+                    Some((Ok::<_, std::io::Error>(c.clone()), c))
+                });
+                ([("content-type", "text/plain")], Body::from_stream(forever)).into_response()
+            }),
+        )
+        .route(
+            "/drip",
+            get(|| async {
+                let drip = futures_util::stream::unfold(0u32, |i| async move {
+                    if i >= 300 {
+                        return None;
+                    }
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Some((
+                        Ok::<_, std::io::Error>(Bytes::from_static(b"python ")),
+                        i + 1,
+                    ))
+                });
+                ([("content-type", "text/plain")], Body::from_stream(drip)).into_response()
+            }),
+        )
+        .route("/loop", get(|| async { location("/loop") }))
+        .route(
+            "/chain/{n}",
+            get(|Path(n): Path<u32>| async move {
+                if n == 0 {
+                    count_page(Path(1)).await
+                } else {
+                    location(&format!("/chain/{}", n - 1))
+                }
+            }),
+        )
+        .route(
+            "/redirect",
+            get(|Query(q): Query<RedirectTo>| async move { location(&q.to) }),
+        )
+        .route(
+            "/bomb",
+            get(|| async {
+                (
+                    [("content-type", "text/plain"), ("content-encoding", "gzip")],
+                    bomb().to_vec(),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/bogus-charset",
+            get(|| async {
+                (
+                    [("content-type", "text/html; charset=x-klingon-42")],
+                    "<html><head><meta charset=\"no-such-charset\"></head>\
+                     <body><p>python</p><p>Python</p><p>PYTHON</p></body></html>",
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/binary/png",
+            get(|| async {
+                (
+                    [("content-type", "image/png")],
+                    b"\x89PNG\r\n\x1a\npython python".to_vec(),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/binary/octet",
+            get(|| async {
+                (
+                    [("content-type", "application/octet-stream")],
+                    b"\x00\x01python\x02".to_vec(),
+                )
+                    .into_response()
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(hits, record))
+}
+
+impl PageServer {
+    /// A page server with every route of [`full_router`], on 127.0.0.1:0.
+    pub async fn start_full() -> PageServer {
+        let hits = Hits::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind page server");
+        let addr = listener.local_addr().expect("page server addr");
+        let app = full_router(hits.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        PageServer { addr, hits, task }
+    }
+
+    /// Like [`start_full`](Self::start_full), listening on `[::1]` too, on the same port, with
+    /// the same request counters (so an IPv6 spelling of loopback would be seen).
+    pub async fn start_full_dual_stack() -> PageServer {
+        for _ in 0..20 {
+            let v4 = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind page server");
+            let addr = v4.local_addr().expect("page server addr");
+            let Ok(v6) = tokio::net::TcpListener::bind(("::1", addr.port())).await else {
+                continue;
+            };
+            let hits = Hits::default();
+            let app = full_router(hits.clone());
+            let app6 = app.clone();
+            let task = tokio::spawn(async move {
+                let _ = tokio::join!(axum::serve(v4, app), axum::serve(v6, app6));
+            });
+            return PageServer { addr, hits, task };
+        }
+        panic!("could not bind 127.0.0.1 and [::1] on one port (is IPv6 loopback up?)");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
