@@ -308,7 +308,23 @@ async fn post_form(
             form.addresses = o
                 .rejected
                 .iter()
-                .map(|r| lines.get(r.line - 1).cloned().unwrap_or_default())
+                .map(|r| {
+                    // As pasted, but no raw control characters into the HTML (a browser
+                    // would show U+FFFD for a NUL anyway).
+                    let line = lines
+                        .get(r.line - 1)
+                        .map(String::as_str)
+                        .unwrap_or_default();
+                    line.chars()
+                        .map(|c| {
+                            if c.is_control() && c != '\t' {
+                                '\u{fffd}'
+                            } else {
+                                c
+                            }
+                        })
+                        .collect::<String>()
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             SubmitView {

@@ -165,8 +165,12 @@ async fn hostile_addresses_are_refused_line_by_line_in_api_and_form() {
         for raw in ["<script>alert(1)", "<img src=x", "<svg/onload", "<b>bold"] {
             assert!(!html.contains(raw), "markup {raw:?} reached the page raw");
         }
-        // The reasons list shows control characters as visible symbols (the textarea
-        // keeps the rejected lines as they were pasted, for fixing).
+        // No raw control character reaches the page: the textarea keeps the rejected lines
+        // for fixing with U+FFFD in their place, the list shows visible symbols.
+        assert!(
+            !html.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')),
+            "a raw control character reached the page"
+        );
         let list = html
             .split("<ul class=\"rejected\">")
             .nth(1)
