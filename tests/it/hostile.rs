@@ -168,7 +168,9 @@ async fn hostile_addresses_are_refused_line_by_line_in_api_and_form() {
         // No raw control character reaches the page: the textarea keeps the rejected lines
         // for fixing with U+FFFD in their place, the list shows visible symbols.
         assert!(
-            !html.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')),
+            !html
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')),
             "a raw control character reached the page"
         );
         let list = html
