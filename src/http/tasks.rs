@@ -274,19 +274,16 @@ async fn post_form(
         case_sensitive: f.case_sensitive.is_some(),
         raw: f.scope.as_deref() == Some("raw"),
     };
+    let lines: Vec<String> = f.addresses.lines().map(str::to_string).collect();
     let scope = match f.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(Scope::Text),
         Some(s) => s.parse::<Scope>(),
     };
-    let lines: Vec<String> = f.addresses.lines().map(str::to_string).collect();
     let outcome = match scope {
         Err(e) => Err(Error::Unprocessable(e)),
-        Ok(scope) if lines.iter().all(|l| l.trim().is_empty()) => {
-            let _ = scope;
-            Err(Error::Unprocessable(
-                "paste at least one address (one per line)".into(),
-            ))
-        }
+        Ok(_) if lines.iter().all(|l| l.trim().is_empty()) => Err(Error::Unprocessable(
+            "paste at least one address (one per line)".into(),
+        )),
         Ok(scope) => {
             let options = CountOptions {
                 word: form.word.trim().to_string(),
