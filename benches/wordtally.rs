@@ -34,6 +34,12 @@ const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
 const REDIS: &str = "redis://127.0.0.1:6379";
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
+    // and a debug-build benchmark would only cost time there.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benchmarks run with `cargo bench --bench wordtally -- MODE` (see BENCHMARKS.md)");
+        return;
+    }
     // reqwest is built with rustls-no-provider: install ring before any client exists.
     wordtally::fetch::install_crypto_provider();
     let args: Vec<String> = std::env::args()
