@@ -157,6 +157,7 @@ impl Running {
 /// web server on `args.listen` (port 0 allowed), and returns at once.
 pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
     install_crypto_provider();
+    crate::metrics::install();
     let w = &args.worker;
     let store = Store::connect(&args.database_url)
         .await

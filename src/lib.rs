@@ -17,6 +17,7 @@
 //! * [`fetch`] / [`count`] / [`address`] — pure, separately tested: what a worker does.
 //! * [`app`] — wiring: `serve` and `worker` as functions that tests call.
 //! * [`config`] — the one clap definition of every setting.
+//! * [`metrics`] — Prometheus metrics of every step (`GET /metrics`).
 
 pub mod actors;
 pub mod address;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod count;
 pub mod fetch;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod queue;
 pub mod store;

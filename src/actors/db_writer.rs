@@ -48,6 +48,7 @@ impl DbWriterState {
             let n = self.pending.len().min(self.batch_size);
             let batch: Vec<_> = self.pending.drain(..n).collect();
             let results: Vec<JobResult> = batch.iter().map(|(r, _)| r.clone()).collect();
+            metrics::histogram!("wordtally_db_batch_size").record(results.len() as f64);
             match self.store.store_results(&results).await {
                 Ok(outcomes) => {
                     tracing::debug!(n = results.len(), "results committed");
@@ -56,6 +57,7 @@ impl DbWriterState {
                     }
                 }
                 Err(e) => {
+                    metrics::counter!("wordtally_db_batch_failures_total").increment(1);
                     tracing::warn!(error = %e, n = results.len(), "result batch not stored; senders will retry");
                     for (_, reply) in batch {
                         let _ = reply.send(Err(e.to_string()));

@@ -72,6 +72,7 @@ async fn settle_one(m: Incoming, db_writer: ActorSlot<DbWriterMsg>) {
         Ok(r) => r,
         Err(e) => {
             let shown: String = String::from_utf8_lossy(&m.body).chars().take(500).collect();
+            metrics::counter!("wordtally_results_total", "outcome" => "malformed").increment(1);
             tracing::warn!(error = %e, body = %shown, "malformed result message; finishing it");
             m.settle.finish().await;
             return;
@@ -90,6 +91,12 @@ async fn settle_one(m: Incoming, db_writer: ActorSlot<DbWriterMsg>) {
         .await;
     match answer {
         Ok(CallResult::Success(Ok(outcome))) => {
+            let label = match outcome {
+                StoreOutcome::Stored => "stored",
+                StoreOutcome::Duplicate => "duplicate",
+                StoreOutcome::UnknownTask => "unknown_task",
+            };
+            metrics::counter!("wordtally_results_total", "outcome" => label).increment(1);
             match outcome {
                 StoreOutcome::Stored => tracing::debug!(task_id, "result stored"),
                 StoreOutcome::Duplicate => tracing::debug!(task_id, "duplicate result ignored"),
@@ -109,6 +116,7 @@ async fn settle_one(m: Incoming, db_writer: ActorSlot<DbWriterMsg>) {
                 Ok(CallResult::SenderError) | Err(_) => "DB writer unavailable".into(),
                 Ok(CallResult::Success(Ok(_))) => unreachable!("handled above"),
             };
+            metrics::counter!("wordtally_results_total", "outcome" => "requeued").increment(1);
             tracing::warn!(task_id, attempts = m.attempts, ?delay, error = %why, "result not stored; requeued");
             m.settle.requeue(delay).await;
         }

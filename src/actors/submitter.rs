@@ -97,6 +97,7 @@ impl SubmitterState {
     }
 
     fn note_down(&mut self, why: &str, n: usize) {
+        metrics::counter!("wordtally_enqueue_failures_total").increment(1);
         if !self.queue_down {
             tracing::warn!(
                 error = why,
@@ -120,6 +121,8 @@ impl SubmitterState {
         {
             Ok(tasks) if !tasks.is_empty() => {
                 if self.enqueue(&tasks).await {
+                    metrics::counter!("wordtally_requeued_total", "reason" => "not_started")
+                        .increment(tasks.len() as u64);
                     tracing::info!(
                         n = tasks.len(),
                         "re-queued tasks that were waiting for the queue"
@@ -148,14 +151,20 @@ impl SubmitterState {
                         .map(|t| gave_up(t, s.pending_deadline))
                         .collect();
                     match self.store.store_results(&results).await {
-                        Ok(_) => tracing::warn!(
-                            n = results.len(),
-                            "tasks gave up after too many attempts"
-                        ),
+                        Ok(_) => {
+                            metrics::counter!("wordtally_tasks_gave_up_total")
+                                .increment(results.len() as u64);
+                            tracing::warn!(
+                                n = results.len(),
+                                "tasks gave up after too many attempts"
+                            )
+                        }
                         Err(e) => tracing::warn!(error = %e, "could not store gave-up results"),
                     }
                 }
                 if !retry.is_empty() && self.enqueue(&retry).await {
+                    metrics::counter!("wordtally_requeued_total", "reason" => "pending_deadline")
+                        .increment(retry.len() as u64);
                     tracing::info!(
                         n = retry.len(),
                         "re-queued PENDING tasks whose result never arrived"

@@ -73,6 +73,15 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
             CountingSink(BodyCounter::new(&opts, meta.content_type.as_deref()))
         })
         .await;
+    let outcome = match (&fetched.error, fetched.status) {
+        (Some(_), _) => "error",
+        (None, _) if fetched.truncated => "truncated",
+        (None, Some(s)) if s >= 400 => "http_error",
+        _ => "ok",
+    };
+    metrics::counter!("wordtally_fetches_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("wordtally_fetch_duration_seconds").record(fetched.duration.as_secs_f64());
+    metrics::counter!("wordtally_fetched_bytes_total").increment(fetched.bytes_read);
     ResultRecord {
         words_count: fetched.output.as_ref().map(|s| s.count as i64),
         http_status_code: fetched.status.map(i32::from),
@@ -151,6 +160,7 @@ impl WorkerCtx {
                         self.forget(&d.tag);
                         return;
                     }
+                    metrics::counter!("wordtally_publish_failures_total").increment(1);
                     tracing::warn!(task_id = result.task_id, error = %e, ?delay, "publish failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));

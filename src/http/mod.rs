@@ -51,9 +51,22 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router())
         .merge(assets::router())
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .layer(middleware::from_fn(error::htmx_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Prometheus metrics (see `crate::metrics` for the names).
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    let stats = state.store.stats().await.ok();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(stats),
+    )
 }
 
 /// 200 when the database answers (the queue is reported, not required: tasks wait for it).

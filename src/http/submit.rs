@@ -64,6 +64,7 @@ pub async fn submit(
             }),
         }
     }
+    metrics::counter!("wordtally_addresses_rejected_total").increment(out.rejected.len() as u64);
     if new.is_empty() {
         return Ok(out);
     }
@@ -78,7 +79,10 @@ pub async fn submit(
         .await
         .map_err(|e| Error::Internal(format!("submitter unreachable: {e}")))?;
     match answer {
-        CallResult::Success(Ok(tasks)) => out.accepted = tasks,
+        CallResult::Success(Ok(tasks)) => {
+            metrics::counter!("wordtally_tasks_submitted_total").increment(tasks.len() as u64);
+            out.accepted = tasks;
+        }
         CallResult::Success(Err(msg)) => return Err(Error::Unavailable(msg)),
         CallResult::Timeout => {
             return Err(Error::Unavailable(

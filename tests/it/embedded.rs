@@ -77,6 +77,36 @@ async fn api_counts_pages_end_to_end() {
     let expected = page_with(3).matches("python").count();
     assert_eq!(raw["result"]["words_count"], json!(expected), "{raw}");
 
+    // Prometheus metrics. The recorder is process-wide and other tests run beside this
+    // one, so counters are at least what this test did.
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+    };
+    let n = (ids.len() + 1) as f64;
+    assert!(value("wordtally_tasks_submitted_total") >= n);
+    assert!(value("wordtally_results_total{outcome=\"stored\"}") >= n);
+    assert!(value("wordtally_fetches_total{outcome=\"ok\"}") >= n - 1.0);
+    assert!(
+        value("wordtally_fetches_total{outcome=\"http_error\"}") >= 1.0,
+        "the 404"
+    );
+    assert!(value("wordtally_fetch_duration_seconds_count") >= n);
+    assert!(text.contains("wordtally_tasks{status=\"FINISHED\"}"));
+    assert!(text.contains("wordtally_db_batch_size_bucket"));
+
     // The list endpoint pages newest first.
     let list: Value = app
         .client

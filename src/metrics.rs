@@ -1,0 +1,59 @@
+//! Operational metrics in Prometheus text format, served by `serve` at `GET /metrics`.
+//! Every step of submit → queue → fetch → count → NSQ → DB records what it did through the
+//! `metrics` facade; task totals by status come from the store's `task_stats` row when
+//! scraped (one row, no scan).
+//!
+//! Metric names:
+//! * `wordtally_tasks{status}` — tasks by status (gauge, at scrape time)
+//! * `wordtally_tasks_submitted_total`, `wordtally_addresses_rejected_total`
+//! * `wordtally_enqueue_failures_total`, `wordtally_requeued_total{reason}`,
+//!   `wordtally_tasks_gave_up_total`
+//! * `wordtally_fetches_total{outcome}`, `wordtally_fetch_duration_seconds`,
+//!   `wordtally_fetched_bytes_total`, `wordtally_publish_failures_total`
+//! * `wordtally_results_total{outcome}` (stored, duplicate, unknown_task, malformed,
+//!   requeued), `wordtally_db_batch_size`, `wordtally_db_batch_failures_total`
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::model::Stats;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls reuse it).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("wordtally_fetch_duration_seconds".into()),
+                    &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("wordtally_db_batch_size".into()),
+                        &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0],
+                    )
+                });
+            match builder.and_then(|b| b.install_recorder().map_err(Into::into)) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    // Another recorder is installed (embedding): metrics go there instead.
+                    tracing::warn!(error = %e, "Prometheus metrics not installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// The Prometheus text exposition, with task totals from `stats`.
+pub fn render(stats: Option<Stats>) -> String {
+    if let Some(s) = stats {
+        metrics::gauge!("wordtally_tasks", "status" => "NOT_STARTED").set(s.not_started as f64);
+        metrics::gauge!("wordtally_tasks", "status" => "PENDING").set(s.pending as f64);
+        metrics::gauge!("wordtally_tasks", "status" => "FINISHED").set(s.finished as f64);
+    }
+    install().map(|h| h.render()).unwrap_or_default()
+}
