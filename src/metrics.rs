@@ -36,7 +36,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                         &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0],
                     )
                 });
-            match builder.and_then(|b| b.install_recorder().map_err(Into::into)) {
+            match builder.and_then(|b| b.install_recorder()) {
                 Ok(h) => Some(h),
                 Err(e) => {
                     // Another recorder is installed (embedding): metrics go there instead.
