@@ -16,11 +16,10 @@ use sqlx::Connection;
 use wordtally::bus::ResultPublisher;
 use wordtally::bus::nsq::NsqPublisher;
 use wordtally::config::{ServeArgs, WorkerArgs};
-use wordtally::model::{JobResult, ResultRecord, now_ms};
 
 use crate::helpers::{
     Stack, TestApp, TestRedis, WtProcess, assert_every_task_counted, db_status_counts,
-    db_wait_finished, eventually, free_tcp_port, start_worker_in_process,
+    db_wait_finished, eventually, free_tcp_port, result_for, start_worker_in_process,
 };
 use crate::pages::PageServer;
 
@@ -564,26 +563,6 @@ async fn serve_restarted_while_results_wait_in_nsq() {
 }
 
 // ------------------------------------------------------------------------ 6. bad results
-
-fn result_for(task_id: i64, n: i64) -> JobResult {
-    JobResult {
-        task_id,
-        result: ResultRecord {
-            words_count: Some(n),
-            http_status_code: Some(200),
-            error: None,
-            timestamp: now_ms(),
-            final_url: None,
-            content_type: Some("text/html".into()),
-            charset: Some("UTF-8".into()),
-            bytes_read: 1,
-            truncated: false,
-            duration_ms: 1,
-            attempts: 1,
-        },
-        worker: "test".into(),
-    }
-}
 
 /// Messages that are not results of ours.
 fn garbage() -> Vec<Vec<u8>> {

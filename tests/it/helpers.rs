@@ -630,3 +630,25 @@ pub fn init_tracing() {
             .try_init();
     }
 }
+
+/// A plausible result for `task_id` with count `n`, as a worker would publish it.
+pub fn result_for(task_id: i64, n: i64) -> wordtally::model::JobResult {
+    use wordtally::model::{JobResult, ResultRecord, now_ms};
+    JobResult {
+        task_id,
+        result: ResultRecord {
+            words_count: Some(n),
+            http_status_code: Some(200),
+            error: None,
+            timestamp: now_ms(),
+            final_url: None,
+            content_type: Some("text/html".into()),
+            charset: Some("UTF-8".into()),
+            bytes_read: 1,
+            truncated: false,
+            duration_ms: 1,
+            attempts: 1,
+        },
+        worker: "test".into(),
+    }
+}

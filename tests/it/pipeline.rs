@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use serde_json::json;
-use wordtally::model::{JobResult, ResultRecord, TaskStatus, now_ms};
+use wordtally::model::TaskStatus;
 use wordtally::store::{NewTask, Store, StoreOutcome};
 
-use crate::helpers::{Stack, TestApp, TestDb, eventually, start_worker_in_process};
+use crate::helpers::{
+    Stack, TestApp, TestDb, TestRedis, eventually, free_tcp_port, result_for,
+    start_worker_in_process,
+};
 use crate::pages::PageServer;
 
 /// Every task finished, exactly one result row each, the count each page was made with.
@@ -77,26 +80,6 @@ async fn serve_without_workers_and_two_workers_count_every_task_once() {
     stack.cleanup().await;
 }
 
-fn result_for(task_id: i64, n: i64) -> JobResult {
-    JobResult {
-        task_id,
-        result: ResultRecord {
-            words_count: Some(n),
-            http_status_code: Some(200),
-            error: None,
-            timestamp: now_ms(),
-            final_url: None,
-            content_type: Some("text/html".into()),
-            charset: Some("UTF-8".into()),
-            bytes_read: 1,
-            truncated: false,
-            duration_ms: 1,
-            attempts: 1,
-        },
-        worker: "test".into(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_and_malformed_results_are_harmless() {
     let stack = Stack::new().await;
@@ -164,65 +147,11 @@ async fn duplicate_and_malformed_results_are_harmless() {
     stack.cleanup().await;
 }
 
-/// A Redis server of the test's own, on a free port, that the test can stop and start.
-struct OwnRedis {
-    child: Option<tokio::process::Child>,
-}
-
-impl OwnRedis {
-    async fn start(port: u16) -> OwnRedis {
-        let child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server must be installed to run this test");
-        let url = format!("redis://127.0.0.1:{port}");
-        eventually("own redis-server up", Duration::from_secs(10), || {
-            let url = url.clone();
-            async move {
-                let c = redis::Client::open(url).ok()?;
-                let mut conn = c.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .ok()
-            }
-        })
-        .await;
-        OwnRedis { child: Some(child) }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill().await;
-            let _ = c.wait().await;
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_at_submit_tasks_wait_then_finish() {
     let pages = PageServer::start().await;
-    let port = free_port();
-    let mut redis = OwnRedis::start(port).await;
+    let port = free_tcp_port();
+    let mut redis = TestRedis::start(port).await;
     let mut stack = Stack::new().await;
     stack.redis_url = format!("redis://127.0.0.1:{port}");
     let mut args = stack.serve_args(2);
@@ -265,7 +194,7 @@ async fn redis_down_at_submit_tasks_wait_then_finish() {
     assert!(html.contains("waiting for queue"), "{html}");
     assert_eq!(app.running.store.stats().await.unwrap().not_started, 10);
 
-    let _redis = OwnRedis::start(port).await;
+    let _redis = TestRedis::start(port).await;
     app.wait_finished(11, Duration::from_secs(60)).await;
     for (n, id) in ids.iter().enumerate() {
         assert_eq!(app.task(*id).await["result"]["words_count"], json!(n));
