@@ -314,3 +314,60 @@ async fn listener_finds_nsqd_through_lookupd() {
     app.stop().await;
     stack.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_delivered_too_often_ends_as_an_error_result() {
+    use wordtally::queue::TaskQueue;
+    use wordtally::queue::redis::{RedisQueue, RedisQueueConfig};
+
+    let pages = PageServer::start().await;
+    let stack = Stack::new().await;
+    let app = TestApp::start(stack.serve_args(0)).await;
+    let ids = app.submit_addresses(&[pages.url("/count/5")]).await;
+
+    // A consumer that takes the job and dies twice (never acks): deliveries 1 and 2.
+    let queue = RedisQueue::new(&RedisQueueConfig {
+        url: stack.redis_url.clone(),
+        prefix: stack.redis_prefix.clone(),
+        visibility_timeout: Duration::from_secs(1),
+    })
+    .unwrap();
+    let first = queue
+        .reserve("doomed-1", 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!((first.len(), first[0].deliveries), (1, 1));
+    let second = eventually(
+        "job reclaimed after the visibility timeout",
+        Duration::from_secs(10),
+        || async {
+            let d = queue
+                .reserve("doomed-2", 1, Duration::from_millis(200))
+                .await
+                .ok()?;
+            d.into_iter().next()
+        },
+    )
+    .await;
+    assert_eq!(
+        second.deliveries, 2,
+        "the delivery count comes from XPENDING"
+    );
+
+    // A worker allowing 2 deliveries reclaims it as the 3rd: an error result, not a fetch.
+    let mut args = stack.worker_args(2);
+    args.visibility_timeout_secs = 1;
+    args.max_deliveries = 2;
+    let worker = start_worker_in_process(args).await;
+    app.wait_finished(1, Duration::from_secs(30)).await;
+    let t = app.task(ids[0]).await;
+    assert_eq!(t["status"], "FINISHED");
+    assert_eq!(t["result"]["words_count"], serde_json::Value::Null, "{t}");
+    let error = t["result"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("delivered 3 times"), "{t}");
+    assert_eq!(pages.hits("/count/5"), 0, "given up without fetching");
+
+    worker.stop().await.unwrap();
+    app.stop().await;
+    stack.cleanup().await;
+}
