@@ -29,5 +29,6 @@ pub mod fetch;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod outcome;
 pub mod queue;
 pub mod store;
