@@ -74,9 +74,7 @@ impl FromStr for Outcome {
             .into_iter()
             .find(|o| o.as_str() == t)
             .ok_or_else(|| {
-                format!(
-                    "unknown outcome {s:?}: use ok, http_error, failed, truncated or cancelled"
-                )
+                format!("unknown outcome {s:?}: use ok, http_error, failed, truncated or cancelled")
             })
     }
 }
@@ -85,7 +83,12 @@ impl FromStr for Outcome {
 mod tests {
     use super::*;
 
-    fn record(status: Option<i32>, count: Option<i64>, error: Option<&str>, trunc: bool) -> ResultRecord {
+    fn record(
+        status: Option<i32>,
+        count: Option<i64>,
+        error: Option<&str>,
+        trunc: bool,
+    ) -> ResultRecord {
         ResultRecord {
             words_count: count,
             http_status_code: status,
@@ -103,12 +106,30 @@ mod tests {
 
     #[test]
     fn outcome_of_a_result() {
-        assert_eq!(Outcome::of(&record(Some(200), Some(3), None, false)), Outcome::Ok);
-        assert_eq!(Outcome::of(&record(Some(200), Some(3), None, true)), Outcome::Truncated);
-        assert_eq!(Outcome::of(&record(Some(404), Some(1), None, false)), Outcome::HttpError);
-        assert_eq!(Outcome::of(&record(Some(503), None, Some("x"), false)), Outcome::HttpError);
-        assert_eq!(Outcome::of(&record(None, None, Some("dns"), false)), Outcome::Failed);
-        assert_eq!(Outcome::of(&record(Some(200), None, Some("image/png"), false)), Outcome::Failed);
+        assert_eq!(
+            Outcome::of(&record(Some(200), Some(3), None, false)),
+            Outcome::Ok
+        );
+        assert_eq!(
+            Outcome::of(&record(Some(200), Some(3), None, true)),
+            Outcome::Truncated
+        );
+        assert_eq!(
+            Outcome::of(&record(Some(404), Some(1), None, false)),
+            Outcome::HttpError
+        );
+        assert_eq!(
+            Outcome::of(&record(Some(503), None, Some("x"), false)),
+            Outcome::HttpError
+        );
+        assert_eq!(
+            Outcome::of(&record(None, None, Some("dns"), false)),
+            Outcome::Failed
+        );
+        assert_eq!(
+            Outcome::of(&record(Some(200), None, Some("image/png"), false)),
+            Outcome::Failed
+        );
     }
 
     #[test]
