@@ -218,6 +218,10 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             max_attempts: args.max_task_attempts.max(1),
             batch: 500,
             requeue_pending_at_start: queue.kind() == "memory",
+            retain: args
+                .retain_days
+                .filter(|d| d.is_finite() && *d >= 0.0)
+                .map(|d| Duration::from_secs_f64(d * 86_400.0)),
         },
     };
     let mut children = vec![

@@ -92,6 +92,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGE_SIZE", default_value_t = 50)]
     pub page_size: i64,
 
+    /// Delete batches (with their tasks and results) that finished more than this many
+    /// days ago; unset keeps everything. Fractions are allowed (0.5 = twelve hours).
+    #[arg(long, env = "RETAIN_DAYS", value_parser = parse_days)]
+    pub retain_days: Option<f64>,
+
     #[command(flatten)]
     pub worker: WorkerArgs,
 }
@@ -246,5 +251,15 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["wordtally", "worker", "--workers", "4"]).is_ok());
         assert!(Cli::try_parse_from(["wordtally", "serve", "--max-redirects", "11"]).is_err());
+    }
+}
+
+/// A positive number of days (`RETAIN_DAYS`).
+fn parse_days(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(d) if d.is_finite() && d > 0.0 && d <= 36_500.0 => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a number of days (more than 0, at most 36500)"
+        )),
     }
 }

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::count::CountOptions;
+use crate::outcome::Outcome;
 
 /// Milliseconds since the Unix epoch: the one time format of the schema (portable between
 /// SQLite and Postgres, exact in JSON).
@@ -80,13 +81,20 @@ pub struct Task {
     pub attempts: i32,
     pub queued_at: Option<i64>,
     pub updated_at: i64,
+    /// The submission it belongs to (None for tasks stored before batches existed).
+    pub batch_id: Option<i64>,
+    /// The current run: 1 at submission, one more per retry (DESIGN §11).
+    pub run: i32,
+    /// How the current run ended; None while it has not.
+    pub outcome: Option<Outcome>,
 }
 
 impl Task {
-    /// The job a worker needs to carry this task out.
+    /// The job a worker needs to carry out this task's current run.
     pub fn job(&self) -> Job {
         Job {
             task_id: self.id,
+            run: self.run,
             address: self.address.clone(),
             options: self.options.clone(),
         }
@@ -111,19 +119,71 @@ pub struct ResultRecord {
     pub duration_ms: i64,
     /// Fetch attempts inside the worker (retries of transient failures).
     pub attempts: i32,
+    /// Where the charset came from: `bom`, `header`, `meta` or `guess`.
+    #[serde(default)]
+    pub charset_source: Option<String>,
+    /// Each fetch attempt's HTTP status or error, oldest first.
+    #[serde(default)]
+    pub attempt_log: Vec<AttemptRecord>,
+}
+
+/// What one fetch attempt ended with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl ResultRecord {
+    /// A result that carries only an error (nothing was fetched or counted).
+    pub fn error_only(error: String, duration_ms: i64) -> ResultRecord {
+        ResultRecord {
+            words_count: None,
+            http_status_code: None,
+            error: Some(error),
+            timestamp: now_ms(),
+            final_url: None,
+            content_type: None,
+            charset: None,
+            bytes_read: 0,
+            truncated: false,
+            duration_ms,
+            attempts: 0,
+            charset_source: None,
+            attempt_log: Vec::new(),
+        }
+    }
+}
+
+/// A result of an earlier run, kept as history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    pub run: i32,
+    pub result: ResultRecord,
 }
 
 /// A task with its result, as the page and the JSON API show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskView {
     pub task: Task,
+    /// The current run's result.
     pub result: Option<ResultRecord>,
+}
+
+/// Runs start at 1; messages from before runs existed mean run 1.
+fn first_run() -> i32 {
+    1
 }
 
 /// What travels through the queue: everything a worker needs, nothing it may not see.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub task_id: i64,
+    /// Which run of the task this job is; its result is stored under it.
+    #[serde(default = "first_run")]
+    pub run: i32,
     pub address: String,
     #[serde(flatten)]
     pub options: CountOptions,
@@ -133,6 +193,9 @@ pub struct Job {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobResult {
     pub task_id: i64,
+    /// The run of the job it answers (a late result of an earlier run becomes history).
+    #[serde(default = "first_run")]
+    pub run: i32,
     #[serde(flatten)]
     pub result: ResultRecord,
     /// Which worker produced it (host:pid), for the logs.
@@ -140,13 +203,19 @@ pub struct JobResult {
     pub worker: String,
 }
 
-/// Totals by status plus a counter that changes whenever any task or result changes.
+/// Totals by status and outcome plus a counter that changes whenever any task or result
+/// changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub version: i64,
     pub not_started: i64,
     pub pending: i64,
     pub finished: i64,
+    pub ok: i64,
+    pub http_error: i64,
+    pub failed: i64,
+    pub truncated: i64,
+    pub cancelled: i64,
 }
 
 impl Stats {
@@ -173,6 +242,7 @@ mod tests {
     fn job_wire_format_is_flat_json() {
         let job = Job {
             task_id: 7,
+            run: 2,
             address: "http://example.com/".into(),
             options: CountOptions::default(),
         };
@@ -180,6 +250,7 @@ mod tests {
         assert_eq!(v["task_id"], 7);
         assert_eq!(v["word"], "python");
         assert_eq!(v["scope"], "text");
+        assert_eq!(v["run"], 2);
         let back: Job = serde_json::from_value(v).unwrap();
         assert_eq!(back, job);
     }

@@ -101,6 +101,8 @@ mod tests {
             truncated: trunc,
             duration_ms: 0,
             attempts: 1,
+            charset_source: None,
+            attempt_log: Vec::new(),
         }
     }
 

@@ -93,12 +93,16 @@ async fn settle_one(m: Incoming, db_writer: ActorSlot<DbWriterMsg>) {
         Ok(CallResult::Success(Ok(outcome))) => {
             let label = match outcome {
                 StoreOutcome::Stored => "stored",
+                StoreOutcome::History => "history",
                 StoreOutcome::Duplicate => "duplicate",
                 StoreOutcome::UnknownTask => "unknown_task",
             };
             metrics::counter!("wordtally_results_total", "outcome" => label).increment(1);
             match outcome {
                 StoreOutcome::Stored => tracing::debug!(task_id, "result stored"),
+                StoreOutcome::History => {
+                    tracing::debug!(task_id, "late result of an earlier run kept as history")
+                }
                 StoreOutcome::Duplicate => tracing::debug!(task_id, "duplicate result ignored"),
                 StoreOutcome::UnknownTask => {
                     let shown: String =

@@ -35,6 +35,28 @@ pub struct SweepConfig {
     /// starts empty, so nothing can be in flight for those tasks (with Redis they may
     /// still be queued or running, and the deadline decides).
     pub requeue_pending_at_start: bool,
+    /// Delete batches finished longer ago than this (`RETAIN_DAYS`); None keeps them.
+    pub retain: Option<Duration>,
+}
+
+/// How often the retention sweep looks for expired batches, and how many it deletes per
+/// look (each in chunks of a thousand tasks).
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+const RETENTION_BATCHES: i64 = 10;
+
+/// A submission: its tasks and the batch's optional label.
+#[derive(Clone, Debug, Default)]
+pub struct Submission {
+    pub label: Option<String>,
+    pub tasks: Vec<NewTask>,
+}
+
+/// What a submission stored: its batch and tasks (PENDING when the queue took them,
+/// NOT_STARTED when it did not).
+#[derive(Clone, Debug, Default)]
+pub struct Submitted {
+    pub batch_id: Option<i64>,
+    pub tasks: Vec<Task>,
 }
 
 #[derive(Clone)]
@@ -51,12 +73,17 @@ pub struct SubmitterState {
     timer: Option<JoinHandle<()>>,
     /// Whether the last enqueue failed (to log the outage once, and its end once).
     queue_down: bool,
+    /// When the retention sweep last ran.
+    last_retention: Option<std::time::Instant>,
 }
 
 pub enum SubmitterMsg {
-    /// Store these tasks and queue them. Replies with the stored tasks (PENDING when the
-    /// queue took them, NOT_STARTED when it did not), or an error if nothing was stored.
-    Submit(Vec<NewTask>, RpcReplyPort<Result<Vec<Task>, String>>),
+    /// Store this submission as a batch and queue its tasks. Replies with what was stored,
+    /// or an error if nothing was.
+    Submit(Submission, RpcReplyPort<Result<Submitted, String>>),
+    /// Queue these stored tasks (new runs made by a retry) and mark them queued. Replies
+    /// with how many the queue took (the rest wait as NOT_STARTED for the reconciler).
+    Enqueue(Vec<Task>, RpcReplyPort<usize>),
     /// Timer: re-queue what was left behind.
     Sweep,
     /// Run a sweep now and reply when done (tests, admin).
@@ -108,7 +135,39 @@ impl SubmitterState {
         self.queue_down = true;
     }
 
+    /// Deletes batches past the retention age, a few per minute.
+    async fn retention(&mut self) {
+        let Some(age) = self.sweep.retain else { return };
+        if self
+            .last_retention
+            .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
+        {
+            return;
+        }
+        self.last_retention = Some(std::time::Instant::now());
+        let cutoff = now_ms() - age.as_millis() as i64;
+        match self
+            .store
+            .batches_finished_before(cutoff, RETENTION_BATCHES)
+            .await
+        {
+            Ok(ids) => {
+                for id in ids {
+                    match self.store.delete_batch(id).await {
+                        Ok(_) => tracing::info!(batch = id, "retention: deleted a finished batch"),
+                        Err(e) => {
+                            tracing::warn!(batch = id, error = %e, "retention: cannot delete batch");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "retention: cannot read expired batches"),
+        }
+    }
+
     async fn sweep(&mut self) {
+        self.retention().await;
         let s = self.sweep.clone();
         match self
             .store
@@ -181,23 +240,15 @@ impl SubmitterState {
 fn gave_up(t: &Task, deadline: Duration) -> JobResult {
     JobResult {
         task_id: t.id,
-        result: ResultRecord {
-            words_count: None,
-            http_status_code: None,
-            error: Some(format!(
+        run: t.run,
+        result: ResultRecord::error_only(
+            format!(
                 "gave up: queued {} times, no result arrived within {} s each time",
                 t.attempts,
                 deadline.as_secs()
-            )),
-            timestamp: now_ms(),
-            final_url: None,
-            content_type: None,
-            charset: None,
-            bytes_read: 0,
-            truncated: false,
-            duration_ms: 0,
-            attempts: 0,
-        },
+            ),
+            0,
+        ),
         worker: "reconciler".into(),
     }
 }
@@ -224,6 +275,7 @@ impl Actor for Submitter {
             sweep: args.sweep,
             timer,
             queue_down: false,
+            last_retention: None,
         })
     }
 
@@ -234,8 +286,12 @@ impl Actor for Submitter {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SubmitterMsg::Submit(new, reply) => {
-                let mut tasks = match state.store.insert_tasks(&new).await {
+            SubmitterMsg::Submit(sub, reply) => {
+                let (batch_id, mut tasks) = match state
+                    .store
+                    .insert_batch(sub.label.as_deref(), &sub.tasks)
+                    .await
+                {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::error!(error = %e, "could not store submitted tasks");
@@ -251,7 +307,15 @@ impl Actor for Submitter {
                         t.attempts += 1;
                     }
                 }
-                let _ = reply.send(Ok(tasks));
+                let _ = reply.send(Ok(Submitted { batch_id, tasks }));
+            }
+            SubmitterMsg::Enqueue(tasks, reply) => {
+                let n = if state.enqueue(&tasks).await {
+                    tasks.len()
+                } else {
+                    0
+                };
+                let _ = reply.send(n);
             }
             SubmitterMsg::Sweep => state.sweep().await,
             SubmitterMsg::SweepNow(reply) => {

@@ -27,7 +27,7 @@ use crate::address::normalize_address;
 use crate::bus::SharedPublisher;
 use crate::count::{BodyCounter, CountSummary};
 use crate::fetch::{BodySink, Fetcher};
-use crate::model::{JobResult, ResultRecord, now_ms};
+use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
 use crate::queue::{Delivery, DeliveryTag, SharedQueue};
 
 /// Feeds the streaming body into the counter.
@@ -44,19 +44,7 @@ impl BodySink for CountingSink {
 }
 
 fn error_record(error: String, started: Instant) -> ResultRecord {
-    ResultRecord {
-        words_count: None,
-        http_status_code: None,
-        error: Some(error),
-        timestamp: now_ms(),
-        final_url: None,
-        content_type: None,
-        charset: None,
-        bytes_read: 0,
-        truncated: false,
-        duration_ms: started.elapsed().as_millis() as i64,
-        attempts: 0,
-    }
+    ResultRecord::error_only(error, started.elapsed().as_millis() as i64)
 }
 
 /// Fetches one job's page and counts its word: the whole of a worker's own work.
@@ -94,6 +82,18 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
         truncated: fetched.truncated,
         duration_ms: fetched.duration.as_millis() as i64,
         attempts: fetched.attempts as i32,
+        charset_source: fetched
+            .output
+            .as_ref()
+            .map(|s| s.charset_source.as_str().to_string()),
+        attempt_log: fetched
+            .attempt_log
+            .into_iter()
+            .map(|a| AttemptRecord {
+                status: a.status.map(i32::from),
+                error: a.error,
+            })
+            .collect(),
     }
 }
 
@@ -143,6 +143,7 @@ impl WorkerCtx {
         };
         let result = JobResult {
             task_id: d.job.task_id,
+            run: d.job.run,
             result: record,
             worker: self.consumer.clone(),
         };

@@ -120,6 +120,15 @@ pub struct Fetched<O> {
     pub attempts: u32,
     /// Human sentence, e.g. "timed out after 20 s"; None on success and for 4xx (see `status`).
     pub error: Option<String>,
+    /// What each attempt ended with, oldest first (shown on the task page).
+    pub attempt_log: Vec<AttemptNote>,
+}
+
+/// One attempt's HTTP status or error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttemptNote {
+    pub status: Option<u16>,
+    pub error: Option<String>,
 }
 
 impl<O> Fetched<O> {
@@ -134,6 +143,7 @@ impl<O> Fetched<O> {
             duration: Duration::ZERO,
             attempts: 0,
             error: None,
+            attempt_log: Vec::new(),
         }
     }
 }
@@ -272,6 +282,10 @@ impl Fetcher {
                 let _permit = self.inner.hosts.acquire(&host).await;
                 self.attempt(url, &mut make_sink, attempt, last).await
             };
+            fetched.attempt_log.push(AttemptNote {
+                status: outcome.status,
+                error: outcome.error.clone(),
+            });
             if outcome.retryable && !last {
                 let delay = self.backoff(attempt, outcome.retry_after);
                 tracing::info!(

@@ -1,25 +1,30 @@
-//! JSON API for scripts: `POST /api/tasks`, `GET /api/tasks/{id}`, `GET /api/tasks`.
-//! Errors are JSON `{"error": "..."}` with a 4xx that says what to fix.
+//! JSON API for scripts: `POST /api/tasks`, `GET /api/tasks/{id}`, `GET /api/tasks`, and
+//! the actions on one task (`POST /api/tasks/{id}/retry`, `/cancel`). Batches are in
+//! `api_batches.rs`, exports in `export.rs`. Errors are JSON `{"error": "..."}` with a 4xx
+//! that says what to fix.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::submit::submit;
 use super::tasks::ListQuery;
-use super::{AppState, Error};
+use super::{AppState, Error, actions};
 use crate::count::{CountOptions, Scope};
-use crate::model::{ResultRecord, TaskView};
+use crate::model::{ResultRecord, RunRecord, TaskView};
+use crate::outcome::Outcome;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/tasks", get(list).post(create))
         .route("/api/tasks/{id}", get(show))
+        .route("/api/tasks/{id}/retry", post(retry_one))
+        .route("/api/tasks/{id}/cancel", post(cancel_one))
 }
 
 /// An API error: the shared `Error`, rendered as JSON.
@@ -37,7 +42,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn json_rejection(e: JsonRejection) -> ApiError {
+pub(crate) fn json_rejection(e: JsonRejection) -> ApiError {
     ApiError(match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Error::TooLarge(format!(
             "the request body is larger than {} KiB; split the addresses over several requests",
@@ -61,6 +66,8 @@ pub struct CreateTasks {
     pub case_sensitive: Option<bool>,
     pub whole_word: Option<bool>,
     pub scope: Option<Scope>,
+    /// A name for the batch these addresses become.
+    pub label: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -74,8 +81,11 @@ struct Created {
 #[derive(Serialize)]
 pub struct TaskJson {
     id: i64,
+    batch_id: Option<i64>,
+    run: i32,
     address: String,
     status: &'static str,
+    outcome: Option<Outcome>,
     timestamp: i64,
     word: String,
     case_sensitive: bool,
@@ -83,6 +93,9 @@ pub struct TaskJson {
     scope: Scope,
     attempts: i32,
     result: Option<ResultRecord>,
+    /// Earlier runs, newest first (only on `GET /api/tasks/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<RunRecord>>,
 }
 
 impl From<TaskView> for TaskJson {
@@ -90,8 +103,11 @@ impl From<TaskView> for TaskJson {
         let t = v.task;
         TaskJson {
             id: t.id,
+            batch_id: t.batch_id,
+            run: t.run,
             address: t.address,
             status: t.status.as_str(),
+            outcome: t.outcome,
             timestamp: t.timestamp,
             word: t.options.word,
             case_sensitive: t.options.case_sensitive,
@@ -99,6 +115,7 @@ impl From<TaskView> for TaskJson {
             scope: t.options.scope,
             attempts: t.attempts,
             result: v.result,
+            history: None,
         }
     }
 }
@@ -120,7 +137,7 @@ async fn create(
         whole_word: req.whole_word.unwrap_or(d.whole_word),
         scope: req.scope.unwrap_or(d.scope),
     };
-    let out = submit(&state, &req.addresses, options, false).await?;
+    let out = submit(&state, &req.addresses, options, false, req.label.as_deref()).await?;
     let tasks: Vec<Created> = out
         .accepted
         .into_iter()
@@ -135,22 +152,64 @@ async fn create(
     } else {
         StatusCode::CREATED
     };
-    let mut body = json!({ "tasks": tasks, "rejected": out.rejected });
+    let mut body = json!({ "batch_id": out.batch_id, "tasks": tasks, "rejected": out.rejected });
     if tasks.is_empty() {
         body["error"] = json!("no valid address: see `rejected`");
     }
     Ok((code, Json(body)).into_response())
 }
 
+pub(crate) fn task_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, Error> {
+    id.map(|Path(id)| id)
+        .map_err(|_| Error::BadRequest("the task id must be a whole number".into()))
+}
+
 async fn show(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<TaskJson>, ApiError> {
-    let Path(id) =
-        id.map_err(|_| Error::BadRequest("the task id must be a whole number".into()))?;
+    let id = task_id(id)?;
     let view = state.store.get_task(id).await.map_err(Error::from)?;
-    view.map(|v| Json(v.into()))
-        .ok_or(ApiError(Error::NotFound))
+    let Some(view) = view else {
+        return Err(ApiError(Error::NotFound));
+    };
+    let history = state
+        .store
+        .history(id, view.task.run)
+        .await
+        .map_err(Error::from)?;
+    let mut json = TaskJson::from(view);
+    json.history = Some(history);
+    Ok(Json(json))
+}
+
+/// `POST /api/tasks/{id}/retry` → `202 {"id", "run"}`; 409 while the task is unfinished.
+async fn retry_one(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = task_id(id)?;
+    let task = actions::retry_task(&state, id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": task.id, "run": task.run })),
+    )
+        .into_response())
+}
+
+/// `POST /api/tasks/{id}/cancel` → `200 {"id", "status", "outcome"}`; 409 if it finished
+/// first.
+async fn cancel_one(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = task_id(id)?;
+    let task = actions::cancel_task(&state, id).await?;
+    Ok(Json(json!({
+        "id": task.id,
+        "status": task.status.as_str(),
+        "outcome": task.outcome,
+    })))
 }
 
 #[derive(Debug, Deserialize)]

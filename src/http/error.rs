@@ -22,6 +22,9 @@ pub enum Error {
     TooLarge(String),
     #[error("not found")]
     NotFound,
+    /// The request conflicts with the current state (e.g. retrying an unfinished task).
+    #[error("{0}")]
+    Conflict(String),
     /// A dependency is down; retrying later will work.
     #[error("{0}")]
     Unavailable(String),
@@ -42,6 +45,7 @@ impl Error {
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::NotFound => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

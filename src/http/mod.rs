@@ -3,10 +3,15 @@
 //! `oneshot`. The web server never fetches a page and never writes results: it stores and
 //! queues tasks through the Submitter actor and reads the store.
 
+mod actions;
 mod api;
+mod api_batches;
 mod assets;
+mod batches;
 mod error;
+mod export;
 mod submit;
+mod task;
 mod tasks;
 mod view;
 
@@ -48,7 +53,11 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/tasks") }))
         .merge(tasks::router())
+        .merge(task::router())
+        .merge(batches::router())
         .merge(api::router())
+        .merge(api_batches::router())
+        .merge(export::router())
         .merge(assets::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))

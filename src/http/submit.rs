@@ -5,7 +5,7 @@
 use ractor::rpc::CallResult;
 
 use super::{AppState, Error};
-use crate::actors::submitter::SubmitterMsg;
+use crate::actors::submitter::{Submission, SubmitterMsg};
 use crate::address::normalize_address;
 use crate::count::CountOptions;
 use crate::model::Task;
@@ -23,8 +23,31 @@ pub struct Rejected {
 
 #[derive(Debug, Default)]
 pub struct SubmitOutcome {
+    /// The batch the accepted lines became (None when nothing was accepted).
+    pub batch_id: Option<i64>,
     pub accepted: Vec<Task>,
     pub rejected: Vec<Rejected>,
+}
+
+/// Longest batch label, in characters.
+pub const MAX_LABEL_CHARS: usize = 200;
+
+/// A label as typed: trimmed, empty = none; too long or with control characters = error.
+pub fn clean_label(label: Option<&str>) -> Result<Option<String>, Error> {
+    let Some(l) = label.map(str::trim).filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    if l.chars().count() > MAX_LABEL_CHARS {
+        return Err(Error::Unprocessable(format!(
+            "the label must be at most {MAX_LABEL_CHARS} characters long"
+        )));
+    }
+    if l.chars().any(char::is_control) {
+        return Err(Error::Unprocessable(
+            "the label must not contain control characters".into(),
+        ));
+    }
+    Ok(Some(l.to_string()))
 }
 
 /// Checks and submits `lines` (already split; `skip_blank` drops empty lines, as a
@@ -34,8 +57,10 @@ pub async fn submit(
     lines: &[String],
     options: CountOptions,
     skip_blank: bool,
+    label: Option<&str>,
 ) -> Result<SubmitOutcome, Error> {
     options.validate().map_err(Error::Unprocessable)?;
+    let label = clean_label(label)?;
     let candidates: Vec<(usize, &String)> = lines
         .iter()
         .enumerate()
@@ -73,15 +98,16 @@ pub async fn submit(
     })?;
     let answer = submitter
         .call(
-            |reply| SubmitterMsg::Submit(new, reply),
+            |reply| SubmitterMsg::Submit(Submission { label, tasks: new }, reply),
             Some(state.submit_timeout),
         )
         .await
         .map_err(|e| Error::Internal(format!("submitter unreachable: {e}")))?;
     match answer {
-        CallResult::Success(Ok(tasks)) => {
-            metrics::counter!("wordtally_tasks_submitted_total").increment(tasks.len() as u64);
-            out.accepted = tasks;
+        CallResult::Success(Ok(done)) => {
+            metrics::counter!("wordtally_tasks_submitted_total").increment(done.tasks.len() as u64);
+            out.batch_id = done.batch_id;
+            out.accepted = done.tasks;
         }
         CallResult::Success(Err(msg)) => return Err(Error::Unavailable(msg)),
         CallResult::Timeout => {

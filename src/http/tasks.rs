@@ -19,6 +19,7 @@ use super::view::{Counters, Row};
 use super::{AppState, Error};
 use crate::count::{CountOptions, Scope};
 use crate::model::{TaskStatus, TaskView};
+use crate::outcome::Outcome;
 use crate::store::TaskFilter;
 
 pub fn router() -> Router<AppState> {
@@ -28,17 +29,28 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Filters and paging from the query string. Everything optional; empty = not set.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct ListQuery {
     pub status: Option<String>,
+    pub outcome: Option<String>,
+    /// Only the tasks of this batch (an id).
+    pub batch: Option<String>,
     pub q: Option<String>,
     pub before: Option<String>,
     pub after: Option<String>,
     /// The change counter the client's table was rendered at (poll only).
     pub v: Option<i64>,
+    /// The page the polled table lives on (`/batches/{id}`), for its links (poll only).
+    pub base: Option<String>,
 }
 
-fn nonempty(s: &Option<String>) -> Option<&str> {
+/// `/batches/{digits}`: the only other page a task table lives on.
+fn is_batch_path(p: &str) -> bool {
+    p.strip_prefix("/batches/")
+        .is_some_and(|id| !id.is_empty() && id.len() < 20 && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub(crate) fn nonempty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
@@ -58,10 +70,22 @@ impl ListQuery {
                 .map(|s| s.parse::<TaskStatus>())
                 .transpose()
                 .map_err(Error::BadRequest)?,
+            outcome: nonempty(&self.outcome)
+                .map(|s| s.parse::<Outcome>())
+                .transpose()
+                .map_err(Error::BadRequest)?,
+            batch: nonempty(&self.batch)
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| {
+                        Error::BadRequest("`batch` must be a batch id (a whole number)".into())
+                    })
+                })
+                .transpose()?,
             search: nonempty(&self.q).map(|s| s.chars().take(200).collect()),
             before: id(&self.before, "before")?,
             after: id(&self.after, "after")?,
             limit,
+            oldest_first: false,
         })
     }
 }
@@ -72,7 +96,14 @@ pub struct TableView {
     pub counters: Counters,
     pub poll_url: String,
     pub status: String,
+    pub outcome: String,
+    /// The batch the table is limited to ("" = all tasks).
+    pub batch: String,
     pub q: String,
+    /// The current filter as a query string (for exports and bulk actions).
+    pub filter_qs: String,
+    /// Where this table lives (`/tasks` or `/batches/{id}`), for its links.
+    pub base: String,
     pub older_url: Option<String>,
     pub newer_url: Option<String>,
     pub all_url: String,
@@ -82,6 +113,7 @@ pub struct TableView {
 /// The form's current values (refilled after a submission).
 pub struct FormView {
     pub addresses: String,
+    pub label: String,
     pub word: String,
     pub whole_word: bool,
     pub case_sensitive: bool,
@@ -93,6 +125,7 @@ impl Default for FormView {
         let d = CountOptions::default();
         FormView {
             addresses: String::new(),
+            label: String::new(),
             word: d.word,
             whole_word: d.whole_word,
             case_sensitive: d.case_sensitive,
@@ -103,6 +136,7 @@ impl Default for FormView {
 
 /// What a submission did, shown above the table.
 pub struct SubmitView {
+    pub batch_id: Option<i64>,
     pub queued: usize,
     pub waiting: usize,
     pub rejected: Vec<Rejected>,
@@ -133,13 +167,13 @@ struct SubmitFragment {
 }
 
 /// Renders a template; a failure is a logged 500, never an empty 200.
-fn render<T: Template>(t: &T) -> Result<Html<String>, Error> {
+pub(crate) fn render<T: Template>(t: &T) -> Result<Html<String>, Error> {
     t.render()
         .map(Html)
         .map_err(|e| Error::Internal(format!("template: {e}")))
 }
 
-fn query_string(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn query_string(pairs: &[(&str, &str)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         if !v.is_empty() {
@@ -149,7 +183,13 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
     s.finish()
 }
 
-async fn table_view(state: &AppState, q: &ListQuery) -> Result<(TableView, i64), Error> {
+/// The task table for the filter `q`, living on the page `base` (`/tasks` or a batch's
+/// page), whose own links keep `base`.
+pub(crate) async fn table_view(
+    state: &AppState,
+    q: &ListQuery,
+    base: &str,
+) -> Result<(TableView, i64), Error> {
     let filter = q.filter(state.page_size)?;
     // Stats first: a change landing between the two reads then shows up in the next poll
     // (the version we hand out is never newer than the rows we show).
@@ -159,27 +199,38 @@ async fn table_view(state: &AppState, q: &ListQuery) -> Result<(TableView, i64),
         .status
         .map(|s| s.as_str().to_string())
         .unwrap_or_default();
+    let outcome = filter
+        .outcome
+        .map(|o| o.as_str().to_string())
+        .unwrap_or_default();
+    let batch = filter.batch.map(|b| b.to_string()).unwrap_or_default();
     let search = filter.search.clone().unwrap_or_default();
-    let base = [("status", status.as_str()), ("q", search.as_str())];
+    // On a batch's page the batch is implied by the path.
+    let in_batch_page = base != "/tasks";
+    let link_batch = if in_batch_page { "" } else { batch.as_str() };
+    let keep = [
+        ("status", status.as_str()),
+        ("outcome", outcome.as_str()),
+        ("batch", link_batch),
+        ("q", search.as_str()),
+    ];
+    let with = |extra: (&str, &str)| {
+        let mut pairs = keep.to_vec();
+        pairs.push(extra);
+        query_string(&pairs)
+    };
     let page_full = views.len() as i64 >= filter.limit;
     let older_url = match views.last() {
-        Some(last) if page_full || filter.after.is_some() => {
-            let before = last.task.id.to_string();
-            Some(format!(
-                "/tasks?{}",
-                query_string(&[base[0], base[1], ("before", &before)])
-            ))
-        }
+        Some(last) if page_full || filter.after.is_some() => Some(format!(
+            "{base}?{}",
+            with(("before", &last.task.id.to_string()))
+        )),
         _ => None,
     };
     let newer_url = match views.first() {
-        Some(first) if filter.before.is_some() || (filter.after.is_some() && page_full) => {
-            let after = first.task.id.to_string();
-            Some(format!(
-                "/tasks?{}",
-                query_string(&[base[0], base[1], ("after", &after)])
-            ))
-        }
+        Some(first) if filter.before.is_some() || (filter.after.is_some() && page_full) => Some(
+            format!("{base}?{}", with(("after", &first.task.id.to_string()))),
+        ),
         _ => None,
     };
     let before = filter.before.map(|b| b.to_string()).unwrap_or_default();
@@ -188,24 +239,40 @@ async fn table_view(state: &AppState, q: &ListQuery) -> Result<(TableView, i64),
     let poll_url = format!(
         "/tasks/table?{}",
         query_string(&[
-            base[0],
-            base[1],
+            ("status", status.as_str()),
+            ("outcome", outcome.as_str()),
+            ("batch", batch.as_str()),
+            ("q", search.as_str()),
             ("before", &before),
             ("after", &after),
-            ("v", &version)
+            ("v", &version),
+            ("base", if in_batch_page { base } else { "" }),
         ])
     );
-    let filtered = filter.status.is_some() || filter.search.is_some();
+    let filter_qs = query_string(&[
+        ("status", status.as_str()),
+        ("outcome", outcome.as_str()),
+        ("batch", batch.as_str()),
+        ("q", search.as_str()),
+    ]);
+    let filtered = filter.status.is_some()
+        || filter.outcome.is_some()
+        || filter.search.is_some()
+        || (filter.batch.is_some() && !in_batch_page);
     Ok((
         TableView {
             rows: views.iter().map(Row::from_view).collect(),
             counters: stats.into(),
             poll_url,
             status,
+            outcome,
+            batch,
             q: search,
+            filter_qs,
+            base: base.to_string(),
             older_url,
             newer_url,
-            all_url: "/tasks".into(),
+            all_url: base.to_string(),
             filtered,
         },
         stats.version,
@@ -216,7 +283,7 @@ async fn page(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, Error> {
-    let (table, _) = table_view(&state, &q).await?;
+    let (table, _) = table_view(&state, &q, "/tasks").await?;
     let page = TasksPage {
         table,
         form: FormView::default(),
@@ -236,7 +303,12 @@ async fn partial(
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
     }
-    let (table, _) = table_view(&state, &q).await?;
+    let base = match nonempty(&q.base) {
+        // Only a batch page may be named as the table's home (it is put into links).
+        Some(b) if is_batch_path(b) => b.to_string(),
+        _ => "/tasks".to_string(),
+    };
+    let (table, _) = table_view(&state, &q, &base).await?;
     Ok(render(&TasksPartial { table })?.into_response())
 }
 
@@ -245,6 +317,7 @@ async fn partial(
 pub struct SubmitForm {
     #[serde(default)]
     pub addresses: String,
+    pub label: Option<String>,
     pub word: Option<String>,
     pub whole_word: Option<String>,
     pub case_sensitive: Option<String>,
@@ -266,6 +339,7 @@ async fn post_form(
     let htmx = headers.contains_key("hx-request");
     let mut form = FormView {
         addresses: f.addresses.clone(),
+        label: f.label.clone().unwrap_or_default(),
         word: f
             .word
             .clone()
@@ -291,7 +365,7 @@ async fn post_form(
                 whole_word: form.whole_word,
                 scope,
             };
-            submit(&state, &lines, options, true).await
+            submit(&state, &lines, options, true, f.label.as_deref()).await
         }
     };
     let result = match outcome {
@@ -324,7 +398,12 @@ async fn post_form(
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
+            if o.batch_id.is_some() {
+                // A new batch: the next one gets a label of its own.
+                form.label.clear();
+            }
             SubmitView {
+                batch_id: o.batch_id,
                 queued: o.accepted.len() - waiting,
                 waiting,
                 rejected: o.rejected,
@@ -334,6 +413,7 @@ async fn post_form(
         // The person's mistakes are shown in the form, not as an error page.
         Err(e @ (Error::Unprocessable(_) | Error::TooLarge(_) | Error::BadRequest(_))) => {
             SubmitView {
+                batch_id: None,
                 queued: 0,
                 waiting: 0,
                 rejected: Vec::new(),
@@ -353,7 +433,7 @@ async fn post_form(
             .insert("hx-trigger", HeaderValue::from_static("tasks-changed"));
         return Ok(res);
     }
-    let (table, _) = table_view(&state, &ListQuery::default()).await?;
+    let (table, _) = table_view(&state, &ListQuery::default(), "/tasks").await?;
     let page = TasksPage {
         table,
         form,

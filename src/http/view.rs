@@ -3,12 +3,15 @@
 
 use crate::count::Scope;
 use crate::model::{Stats, TaskStatus, TaskView};
+use crate::outcome::Outcome;
 
 /// One row of the task table.
 pub struct Row {
     pub id: i64,
     pub address: String,
     pub status: &'static str,
+    /// The outcome's spelling, "" while unfinished.
+    pub outcome: &'static str,
     pub status_class: &'static str,
     pub status_label: String,
     pub what: String,
@@ -46,12 +49,18 @@ impl Row {
                 ("pending", format!("pending · retry {}", t.attempts - 1))
             }
             TaskStatus::Pending => ("pending", "pending".to_string()),
-            TaskStatus::Finished => match &v.result {
-                Some(r) if r.error.is_some() && r.words_count.is_none() => {
-                    ("failed", "failed".to_string())
-                }
-                _ => ("finished", "finished".to_string()),
+            TaskStatus::Finished => match t.outcome {
+                Some(Outcome::Ok) | None => ("finished", "ok".to_string()),
+                Some(Outcome::HttpError) => ("http-error", "HTTP error".to_string()),
+                Some(Outcome::Failed) => ("failed", "failed".to_string()),
+                Some(Outcome::Truncated) => ("truncated", "truncated".to_string()),
+                Some(Outcome::Cancelled) => ("cancelled", "cancelled".to_string()),
             },
+        };
+        let status_label = if t.run > 1 {
+            format!("{status_label} · run {}", t.run)
+        } else {
+            status_label
         };
         let (count, http, error, truncated, details) = match &v.result {
             None => (
@@ -100,6 +109,7 @@ impl Row {
         Row {
             id: t.id,
             address: t.address.clone(),
+            outcome: t.outcome.map(Outcome::as_str).unwrap_or(""),
             status: t.status.as_str(),
             status_class,
             status_label,
@@ -121,16 +131,51 @@ pub struct Counters {
     pub not_started: i64,
     pub pending: i64,
     pub finished: i64,
+    /// (outcome spelling, label, count) for each outcome, in `Outcome::ALL` order.
+    pub outcomes: Vec<(&'static str, &'static str, i64)>,
+}
+
+/// How each outcome is named on the pages.
+pub fn outcome_label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::HttpError => "HTTP error",
+        Outcome::Failed => "failed",
+        Outcome::Truncated => "truncated",
+        Outcome::Cancelled => "cancelled",
+    }
 }
 
 impl From<Stats> for Counters {
     fn from(s: Stats) -> Self {
+        let n = |o: Outcome| match o {
+            Outcome::Ok => s.ok,
+            Outcome::HttpError => s.http_error,
+            Outcome::Failed => s.failed,
+            Outcome::Truncated => s.truncated,
+            Outcome::Cancelled => s.cancelled,
+        };
         Counters {
             total: s.total(),
             not_started: s.not_started,
             pending: s.pending,
             finished: s.finished,
+            outcomes: Outcome::ALL
+                .into_iter()
+                .map(|o| (o.as_str(), outcome_label(o), n(o)))
+                .collect(),
         }
+    }
+}
+
+/// "3 minutes ago"-style age of an epoch-ms instant, relative to `now`.
+pub fn age(ms: i64, now: i64) -> String {
+    let s = ((now - ms) / 1000).max(0);
+    match s {
+        0..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=86_399 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
     }
 }
 

@@ -3,7 +3,7 @@
 //! Jobs live only in memory; the database is still the source of truth, and the
 //! reconciler re-queues whatever a restart dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::{Delivery, DeliveryTag, QueueError, TaskQueue};
 use crate::model::Job;
+use crate::store::CancelledRun;
 
 #[derive(Debug)]
 struct Entry {
@@ -26,6 +27,8 @@ struct Inner {
     /// Reserved, not yet acknowledged: id → (entry, deadline).
     in_flight: HashMap<u64, (Entry, Instant)>,
     next_id: u64,
+    /// Cancelled (task, run) pairs whose jobs are dropped when they come up.
+    cancelled: HashSet<(i64, i32)>,
 }
 
 /// The in-process queue.
@@ -109,6 +112,10 @@ impl TaskQueue for MemoryQueue {
                     let Some(mut e) = g.ready.pop_front() else {
                         break;
                     };
+                    if g.cancelled.remove(&(e.job.task_id, e.job.run)) {
+                        tracing::debug!(task_id = e.job.task_id, "cancelled job dropped");
+                        continue;
+                    }
                     e.deliveries += 1;
                     out.push(Delivery {
                         job: e.job.clone(),
@@ -157,6 +164,20 @@ impl TaskQueue for MemoryQueue {
     async fn ping(&self) -> Result<(), QueueError> {
         Ok(())
     }
+
+    async fn cancel(&self, runs: &[CancelledRun]) -> Result<(), QueueError> {
+        let mut g = self.inner.lock().await;
+        // Only jobs still waiting can be dropped; remember just those, so the set stays
+        // as small as the queue.
+        let waiting: HashSet<(i64, i32)> =
+            g.ready.iter().map(|e| (e.job.task_id, e.job.run)).collect();
+        for r in runs {
+            if waiting.contains(&(r.task_id, r.run)) {
+                g.cancelled.insert((r.task_id, r.run));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -167,9 +188,28 @@ mod tests {
     fn job(id: i64) -> Job {
         Job {
             task_id: id,
+            run: 1,
             address: format!("http://example.com/{id}"),
             options: CountOptions::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn cancelled_waiting_job_is_dropped_without_delivery() {
+        let q = MemoryQueue::new(Duration::from_secs(30));
+        q.enqueue(&[job(1), job(2)]).await.unwrap();
+        q.cancel(&[
+            CancelledRun { task_id: 1, run: 1 },
+            CancelledRun { task_id: 9, run: 1 },
+        ])
+        .await
+        .unwrap();
+        let got = q.reserve("c", 10, Duration::ZERO).await.unwrap();
+        assert_eq!(
+            got.iter().map(|d| d.job.task_id).collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert!(q.inner.lock().await.cancelled.is_empty());
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::model::Job;
+use crate::store::CancelledRun;
 
 /// Identifies one delivery of a job, for `ack`/`release`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -60,6 +61,10 @@ pub trait TaskQueue: Send + Sync + 'static {
     async fn release(&self, consumer: &str, tags: &[DeliveryTag]) -> Result<(), QueueError>;
     /// Checks that the queue answers.
     async fn ping(&self) -> Result<(), QueueError>;
+    /// These runs were cancelled in the database: a job for one of them that has not been
+    /// handed out yet is dropped at `reserve` (acknowledged without a fetch). Best effort
+    /// and cheap: a job already being fetched finishes, and its result changes nothing.
+    async fn cancel(&self, runs: &[CancelledRun]) -> Result<(), QueueError>;
 }
 
 pub type SharedQueue = Arc<dyn TaskQueue>;

@@ -21,6 +21,7 @@ use tokio::sync::OnceCell;
 
 use super::{Delivery, DeliveryTag, QueueError, TaskQueue};
 use crate::model::Job;
+use crate::store::CancelledRun;
 
 /// Settings of the Redis queue.
 #[derive(Clone, Debug)]
@@ -225,6 +226,54 @@ impl RedisQueue {
     }
 }
 
+/// How long a cancellation mark lives: longer than any job waits in a healthy queue; a job
+/// that outlives it is fetched, and its result changes nothing.
+const CANCEL_TTL_SECS: u64 = 24 * 3600;
+
+impl RedisQueue {
+    fn cancel_key(&self, task_id: i64, run: i32) -> String {
+        format!(
+            "{}:cancel:{task_id}:{run}",
+            self.stream.trim_end_matches(":jobs")
+        )
+    }
+
+    /// One `MGET` over the reserved jobs' cancellation marks; cancelled ones are
+    /// acknowledged (and deleted from the stream) instead of being handed out.
+    async fn drop_cancelled(
+        &self,
+        conn: &mut ConnectionManager,
+        out: Vec<Delivery>,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let keys: Vec<String> = out
+            .iter()
+            .map(|d| self.cancel_key(d.job.task_id, d.job.run))
+            .collect();
+        let marks: Vec<Option<String>> = match redis::cmd("MGET").arg(&keys).query_async(conn).await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                // Best effort: without the marks, deliver everything.
+                tracing::warn!(error = %e, "cannot read cancellation marks");
+                return Ok(out);
+            }
+        };
+        let mut kept = Vec::with_capacity(out.len());
+        for (d, mark) in out.into_iter().zip(marks) {
+            if mark.is_some() {
+                tracing::debug!(task_id = d.job.task_id, "cancelled job dropped");
+                self.ack_id(conn, &d.tag.0).await?;
+            } else {
+                kept.push(d);
+            }
+        }
+        Ok(kept)
+    }
+}
+
 #[async_trait]
 impl TaskQueue for RedisQueue {
     fn kind(&self) -> &'static str {
@@ -269,7 +318,7 @@ impl TaskQueue for RedisQueue {
             Err(e) => return Err(unavailable(e)),
         };
         if out.len() >= max {
-            return Ok(out);
+            return self.drop_cancelled(&mut conn, out).await;
         }
         let mut blocking = self.blocking_conn(wait).await?;
         let read: Result<Option<StreamReadReply>, RedisError> = redis::cmd("XREADGROUP")
@@ -302,7 +351,7 @@ impl TaskQueue for RedisQueue {
                 tracing::warn!(error = %e, "XREADGROUP failed after reclaiming jobs");
             }
         }
-        Ok(out)
+        self.drop_cancelled(&mut conn, out).await
     }
 
     async fn ack(&self, tag: &DeliveryTag) -> Result<(), QueueError> {
@@ -329,6 +378,23 @@ impl TaskQueue for RedisQueue {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn cancel(&self, runs: &[CancelledRun]) -> Result<(), QueueError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for r in runs {
+            pipe.cmd("SET")
+                .arg(self.cancel_key(r.task_id, r.run))
+                .arg(1)
+                .arg("EX")
+                .arg(CANCEL_TTL_SECS)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -636,6 +636,7 @@ pub fn result_for(task_id: i64, n: i64) -> wordtally::model::JobResult {
     use wordtally::model::{JobResult, ResultRecord, now_ms};
     JobResult {
         task_id,
+        run: 1,
         result: ResultRecord {
             words_count: Some(n),
             http_status_code: Some(200),
@@ -648,6 +649,8 @@ pub fn result_for(task_id: i64, n: i64) -> wordtally::model::JobResult {
             truncated: false,
             duration_ms: 1,
             attempts: 1,
+            charset_source: None,
+            attempt_log: Vec::new(),
         },
         worker: "test".into(),
     }

@@ -549,6 +549,7 @@ async fn markup_in_addresses_and_results_is_shown_as_text() {
     let evil = "<script>alert(\"xss\")</script><img src=x onerror=alert(1)>";
     let result = JobResult {
         task_id: ids[0],
+        run: 1,
         result: ResultRecord {
             words_count: None,
             http_status_code: Some(502),
@@ -561,6 +562,8 @@ async fn markup_in_addresses_and_results_is_shown_as_text() {
             truncated: false,
             duration_ms: 1,
             attempts: 1,
+            charset_source: None,
+            attempt_log: Vec::new(),
         },
         worker: evil.into(),
     };

@@ -1,0 +1,172 @@
+//! Results into the store (… → NSQ → **DB**): the DB writer's batches, a few statements
+//! per batch whatever its size. Under the writers' lock (see `begin_write!`) the current
+//! run and status of every task concerned are read once, each result is judged against
+//! them (current run, earlier run, duplicate, unknown), and then one multi-row INSERT and
+//! at most one UPDATE per outcome apply the verdicts.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use sqlx::{QueryBuilder, Row};
+
+use super::{CHUNK, Deltas, Store, StoreError, StoreResult, push_ids};
+use crate::model::{JobResult, TaskStatus, now_ms};
+use crate::outcome::Outcome;
+
+/// What happened to one incoming result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// Stored as the current run's result; the task is now FINISHED.
+    Stored,
+    /// A late result of an earlier run: kept in the task's history, the current run is
+    /// untouched.
+    History,
+    /// The run already has its result, or was cancelled: nothing changed.
+    Duplicate,
+    /// No such task or run (a stray or forged message, or a deleted batch): nothing stored.
+    UnknownTask,
+}
+
+/// What the store knows of a task while judging results.
+struct Current {
+    status: TaskStatus,
+    run: i32,
+    batch: Option<i64>,
+}
+
+impl Store {
+    /// Stores a batch of results in one transaction: one result per task and run, the
+    /// current run's status to FINISHED with its outcome. Returns one verdict per input, in
+    /// order. Duplicates, earlier runs and unknown tasks are not errors (at-least-once
+    /// delivery makes them normal); whichever of a cancel and a result commits first wins.
+    pub async fn store_results(&self, results: &[JobResult]) -> StoreResult<Vec<StoreOutcome>> {
+        let mut verdicts = Vec::with_capacity(results.len());
+        if results.is_empty() {
+            return Ok(verdicts);
+        }
+        let now = now_ms();
+        let mut ids: Vec<i64> = results.iter().map(|r| r.task_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        on_pool!(self, |pool| {
+            let mut tx = begin_write!(pool);
+            let mut current: HashMap<i64, Current> = HashMap::with_capacity(ids.len());
+            for chunk in ids.chunks(CHUNK) {
+                let mut qb = QueryBuilder::new(
+                    "SELECT id, task_status, run, batch_id FROM task WHERE id IN (",
+                );
+                push_ids(&mut qb, chunk);
+                qb.push(")");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    let status: String = row.try_get("task_status")?;
+                    current.insert(
+                        row.try_get("id")?,
+                        Current {
+                            status: TaskStatus::from_str(&status).map_err(StoreError::Corrupt)?,
+                            run: row.try_get("run")?,
+                            batch: row.try_get("batch_id")?,
+                        },
+                    );
+                }
+            }
+            // Judge every result against what is (now) current.
+            let mut deltas = Deltas::default();
+            let mut seen: HashSet<(i64, i32)> = HashSet::new();
+            let mut to_insert: Vec<(&JobResult, Outcome)> = Vec::new();
+            let mut finish: HashMap<Outcome, Vec<i64>> = HashMap::new();
+            let mut history_at: Vec<usize> = Vec::new();
+            for jr in results {
+                let Some(cur) = current.get_mut(&jr.task_id) else {
+                    verdicts.push(StoreOutcome::UnknownTask);
+                    continue;
+                };
+                if jr.run < 1 || jr.run > cur.run {
+                    verdicts.push(StoreOutcome::UnknownTask);
+                    continue;
+                }
+                if !seen.insert((jr.task_id, jr.run)) {
+                    verdicts.push(StoreOutcome::Duplicate);
+                    continue;
+                }
+                let outcome = Outcome::of(&jr.result);
+                if jr.run < cur.run {
+                    history_at.push(verdicts.len());
+                    verdicts.push(StoreOutcome::History);
+                    to_insert.push((jr, outcome));
+                    continue;
+                }
+                if cur.status == TaskStatus::Finished {
+                    // Already has its result, or was cancelled first: the first commit won.
+                    verdicts.push(StoreOutcome::Duplicate);
+                    continue;
+                }
+                let d = deltas.of(cur.batch);
+                d.moved(cur.status, TaskStatus::Finished, 1);
+                *d.outcome(outcome) += 1;
+                d.words += jr.result.words_count.unwrap_or(0);
+                cur.status = TaskStatus::Finished;
+                finish.entry(outcome).or_default().push(jr.task_id);
+                to_insert.push((jr, outcome));
+                verdicts.push(StoreOutcome::Stored);
+            }
+            let mut inserted: HashSet<(i64, i32)> = HashSet::new();
+            for chunk in to_insert.chunks(CHUNK / 2) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO result (task_id, run, words_count, http_status_code, error, \
+                     timestamp, final_url, content_type, charset, bytes_read, truncated, \
+                     duration_ms, attempts, outcome, charset_source, attempt_log) ",
+                );
+                qb.push_values(chunk, |mut b, (jr, outcome)| {
+                    let r = &jr.result;
+                    let log = (!r.attempt_log.is_empty())
+                        .then(|| serde_json::to_string(&r.attempt_log).ok())
+                        .flatten();
+                    b.push_bind(jr.task_id)
+                        .push_bind(jr.run)
+                        .push_bind(r.words_count)
+                        .push_bind(r.http_status_code)
+                        .push_bind(r.error.clone())
+                        .push_bind(r.timestamp)
+                        .push_bind(r.final_url.clone())
+                        .push_bind(r.content_type.clone())
+                        .push_bind(r.charset.clone())
+                        .push_bind(r.bytes_read)
+                        .push_bind(r.truncated)
+                        .push_bind(r.duration_ms)
+                        .push_bind(r.attempts)
+                        .push_bind(outcome.as_str())
+                        .push_bind(r.charset_source.clone())
+                        .push_bind(log);
+                });
+                qb.push(" ON CONFLICT (task_id, run) DO NOTHING RETURNING task_id, run");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    inserted.insert((row.try_get(0)?, row.try_get(1)?));
+                }
+            }
+            // An earlier run's result that was already in history is a duplicate.
+            for i in history_at {
+                let jr = &results[i];
+                if !inserted.contains(&(jr.task_id, jr.run)) {
+                    verdicts[i] = StoreOutcome::Duplicate;
+                }
+            }
+            for (outcome, ids) in &finish {
+                for chunk in ids.chunks(CHUNK) {
+                    // Guarded: only an unfinished task moves (we hold the lock, so this is
+                    // what we read; the guard keeps it true even if that ever changes).
+                    let mut qb =
+                        QueryBuilder::new("UPDATE task SET task_status = 'FINISHED', outcome = ");
+                    qb.push_bind(outcome.as_str());
+                    qb.push(", updated_at = ").push_bind(now);
+                    qb.push(" WHERE task_status <> 'FINISHED' AND id IN (");
+                    push_ids(&mut qb, chunk);
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await?;
+                }
+            }
+            apply_deltas!(tx, &deltas, now);
+            tx.commit().await?;
+        });
+        Ok(verdicts)
+    }
+}

@@ -1,0 +1,333 @@
+//! Tasks in the store (**submit** → queue, and DB → **poll**): storing a submission as a
+//! batch (multi-row INSERTs), marking jobs queued, the reconciler's claims, and the reads
+//! behind the table, the task page and exports (keyset pages through an index).
+
+use std::str::FromStr;
+
+use sqlx::{QueryBuilder, Row};
+
+use super::{
+    CHUNK, Deltas, RESULT_COLUMNS, RETURNING_TASK, Store, StoreError, StoreResult, TASK_COLUMNS,
+    like_pattern, push_ids,
+};
+use crate::count::CountOptions;
+use crate::model::{Task, TaskStatus, TaskView, now_ms};
+use crate::outcome::Outcome;
+
+/// A task to insert: a validated address and what to count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTask {
+    pub address: String,
+    pub options: CountOptions,
+}
+
+/// Which page of tasks to read. Keyset paging (`before`/`after` an id) so that a page
+/// costs the same however many tasks exist.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub outcome: Option<Outcome>,
+    /// Only the tasks of this batch.
+    pub batch: Option<i64>,
+    /// Case-insensitive substring of the address.
+    pub search: Option<String>,
+    /// Only tasks with a smaller id (older); the next page.
+    pub before: Option<i64>,
+    /// Only tasks with a larger id (newer); the previous page.
+    pub after: Option<i64>,
+    pub limit: i64,
+    /// Oldest first (exports, bulk actions) instead of newest first.
+    pub oldest_first: bool,
+}
+
+impl TaskFilter {
+    /// Adds this filter's conditions (after a `WHERE 1 = 1`).
+    fn push_conditions<'a, DB: sqlx::Database>(&'a self, qb: &mut QueryBuilder<'a, DB>)
+    where
+        i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    {
+        if let Some(s) = self.status {
+            qb.push(" AND t.task_status = ").push_bind(s.as_str());
+        }
+        if let Some(o) = self.outcome {
+            qb.push(" AND t.outcome = ").push_bind(o.as_str());
+        }
+        if let Some(b) = self.batch {
+            qb.push(" AND t.batch_id = ").push_bind(b);
+        }
+        if let Some(b) = self.before {
+            qb.push(" AND t.id < ").push_bind(b);
+        }
+        if let Some(a) = self.after {
+            qb.push(" AND t.id > ").push_bind(a);
+        }
+        if let Some(q) = self.search.as_deref().filter(|q| !q.is_empty()) {
+            qb.push(" AND LOWER(t.address) LIKE ")
+                .push_bind(like_pattern(q))
+                .push(" ESCAPE '\\'");
+        }
+    }
+}
+
+impl Store {
+    /// Stores a submission as one batch of NOT_STARTED tasks, in one transaction, before
+    /// anything is queued: one INSERT for the batch and one multi-row INSERT per thousand
+    /// tasks. The batch takes its counting options from the first task.
+    pub async fn insert_batch(
+        &self,
+        label: Option<&str>,
+        new: &[NewTask],
+    ) -> StoreResult<(Option<i64>, Vec<Task>)> {
+        let Some(first) = new.first() else {
+            return Ok((None, Vec::new()));
+        };
+        let now = now_ms();
+        let n = new.len() as i64;
+        let mut out = Vec::with_capacity(new.len());
+        let batch_id: i64 = on_pool!(self, |pool| {
+            let mut tx = begin_write!(pool);
+            let o = &first.options;
+            let batch_id: i64 = sqlx::query_scalar(
+                "INSERT INTO batch (label, created_at, word, case_sensitive, whole_word, scope, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $2) RETURNING id",
+            )
+            .bind(label)
+            .bind(now)
+            .bind(&o.word)
+            .bind(o.case_sensitive)
+            .bind(o.whole_word)
+            .bind(o.scope.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            for chunk in new.chunks(CHUNK) {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, \
+                     whole_word, scope, attempts, updated_at, batch_id, run) ",
+                );
+                qb.push_values(chunk, |mut b, t| {
+                    b.push_bind(&t.address)
+                        .push_bind(now)
+                        .push_bind("NOT_STARTED")
+                        .push_bind(&t.options.word)
+                        .push_bind(t.options.case_sensitive)
+                        .push_bind(t.options.whole_word)
+                        .push_bind(t.options.scope.as_str())
+                        .push_bind(0i32)
+                        .push_bind(now)
+                        .push_bind(batch_id)
+                        .push_bind(1i32);
+                });
+                qb.push(" RETURNING id");
+                let mut ids: Vec<i64> = qb
+                    .build()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>(0))
+                    .collect::<Result<_, _>>()?;
+                // Writers hold the task_stats lock, so one statement's ids are allocated
+                // in VALUES order; sorting makes that independent of RETURNING's order.
+                ids.sort_unstable();
+                if ids.len() != chunk.len() {
+                    return Err(StoreError::Corrupt(format!(
+                        "inserted {} tasks, got {} ids",
+                        chunk.len(),
+                        ids.len()
+                    )));
+                }
+                for (id, t) in ids.into_iter().zip(chunk) {
+                    out.push(Task {
+                        id,
+                        address: t.address.clone(),
+                        timestamp: now,
+                        status: TaskStatus::NotStarted,
+                        options: t.options.clone(),
+                        attempts: 0,
+                        queued_at: None,
+                        updated_at: now,
+                        batch_id: Some(batch_id),
+                        run: 1,
+                        outcome: None,
+                    });
+                }
+            }
+            let mut deltas = Deltas::default();
+            let d = deltas.of(Some(batch_id));
+            d.total = n;
+            d.not_started = n;
+            apply_deltas!(tx, &deltas, now);
+            tx.commit().await?;
+            batch_id
+        });
+        Ok((Some(batch_id), out))
+    }
+
+    /// Stores new tasks as one unlabelled batch (see `insert_batch`).
+    pub async fn insert_tasks(&self, new: &[NewTask]) -> StoreResult<Vec<Task>> {
+        Ok(self.insert_batch(None, new).await?.1)
+    }
+
+    /// Records that these tasks were accepted by the queue: NOT_STARTED → PENDING (never
+    /// backwards: a result may already have arrived), one more attempt, queued now. Two
+    /// UPDATEs per thousand tasks.
+    pub async fn mark_queued(&self, ids: &[i64]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        on_pool!(self, |pool| {
+            let mut tx = begin_write!(pool);
+            let mut deltas = Deltas::default();
+            for chunk in ids.chunks(CHUNK) {
+                let mut qb =
+                    QueryBuilder::new("UPDATE task SET task_status = 'PENDING', updated_at = ");
+                qb.push_bind(now);
+                qb.push(" WHERE task_status = 'NOT_STARTED' AND id IN (");
+                push_ids(&mut qb, chunk);
+                qb.push(") RETURNING batch_id");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    let batch: Option<i64> = row.try_get(0)?;
+                    deltas
+                        .of(batch)
+                        .moved(TaskStatus::NotStarted, TaskStatus::Pending, 1);
+                }
+                let mut qb =
+                    QueryBuilder::new("UPDATE task SET attempts = attempts + 1, queued_at = ");
+                qb.push_bind(now);
+                qb.push(" WHERE task_status <> 'FINISHED' AND id IN (");
+                push_ids(&mut qb, chunk);
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
+            }
+            apply_deltas!(tx, &deltas, now);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Claims up to `limit` tasks of `status` whose last hand-off to the queue (or, never
+    /// queued, whose submission) is older than `older_than_ms`, by moving their `queued_at`
+    /// to now. The guard is re-checked by the UPDATE itself, so several `serve` processes
+    /// running the reconciler at once never claim the same task twice.
+    pub async fn claim_stale(
+        &self,
+        status: TaskStatus,
+        older_than_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Task>> {
+        self.claim_queued_before(status, now_ms() - older_than_ms, limit)
+            .await
+    }
+
+    /// Like `claim_stale`, with an absolute cutoff (epoch ms): claims tasks last queued
+    /// (or submitted) before `cutoff`.
+    pub async fn claim_queued_before(
+        &self,
+        status: TaskStatus,
+        cutoff: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Task>> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE task SET queued_at = $1 WHERE id IN (\
+               SELECT id FROM task WHERE task_status = $2 AND COALESCE(queued_at, timestamp) < $3 \
+               ORDER BY id LIMIT $4) \
+             AND task_status = $2 AND COALESCE(queued_at, timestamp) < $3{RETURNING_TASK}"
+        );
+        let mut out = Vec::new();
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(&sql)
+                .bind(now)
+                .bind(status.as_str())
+                .bind(cutoff)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            for row in &rows {
+                out.push(task_from_row!(row));
+            }
+        });
+        out.sort_by_key(|t| t.id);
+        Ok(out)
+    }
+
+    /// One task with its current run's result.
+    pub async fn get_task(&self, id: i64) -> StoreResult<Option<TaskView>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS}, {RESULT_COLUMNS} FROM task t \
+             LEFT JOIN result r ON r.task_id = t.id AND r.run = t.run WHERE t.id = $1"
+        );
+        on_pool!(self, |pool| {
+            let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+            match row {
+                None => Ok(None),
+                Some(row) => Ok(Some(TaskView {
+                    task: task_from_row!(&row),
+                    result: result_from_row!(&row),
+                })),
+            }
+        })
+    }
+
+    /// One page of tasks with their current results, newest first (or oldest first).
+    pub async fn list_tasks(&self, f: &TaskFilter) -> StoreResult<Vec<TaskView>> {
+        let limit = f.limit.clamp(1, CHUNK as i64);
+        // `after` pages towards newer tasks: read ascending, then flip.
+        let flip = f.after.is_some() && f.before.is_none() && !f.oldest_first;
+        let ascending = flip || f.oldest_first;
+        let mut out = Vec::new();
+        on_pool!(self, |pool| {
+            let mut qb = QueryBuilder::new(format!(
+                "SELECT {TASK_COLUMNS}, {RESULT_COLUMNS} FROM task t \
+                 LEFT JOIN result r ON r.task_id = t.id AND r.run = t.run WHERE 1 = 1"
+            ));
+            f.push_conditions(&mut qb);
+            qb.push(if ascending {
+                " ORDER BY t.id ASC LIMIT "
+            } else {
+                " ORDER BY t.id DESC LIMIT "
+            });
+            qb.push_bind(limit);
+            let rows = qb.build().fetch_all(pool).await?;
+            for row in &rows {
+                out.push(TaskView {
+                    task: task_from_row!(row),
+                    result: result_from_row!(row),
+                });
+            }
+        });
+        if flip {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// The ids of up to `limit` tasks matching `f` (paging and order as `f` says), for
+    /// bulk actions that walk a filter in bounded chunks.
+    pub async fn task_ids(&self, f: &TaskFilter) -> StoreResult<Vec<i64>> {
+        let limit = f.limit.clamp(1, CHUNK as i64);
+        on_pool!(self, |pool| {
+            let mut qb = QueryBuilder::new("SELECT t.id FROM task t WHERE 1 = 1");
+            f.push_conditions(&mut qb);
+            qb.push(if f.oldest_first {
+                " ORDER BY t.id ASC LIMIT "
+            } else {
+                " ORDER BY t.id DESC LIMIT "
+            });
+            qb.push_bind(limit);
+            let rows = qb.build().fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| r.try_get::<i64, _>(0).map_err(StoreError::from))
+                .collect()
+        })
+    }
+}
+
+/// Parses a stored outcome (for rows read outside `task_from_row!`).
+pub(crate) fn parse_outcome(s: Option<String>) -> StoreResult<Option<Outcome>> {
+    s.map(|o| Outcome::from_str(&o))
+        .transpose()
+        .map_err(StoreError::Corrupt)
+}
