@@ -34,6 +34,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Workers only: take jobs from Redis, fetch and count, publish results to NSQ.
     Worker(WorkerArgs),
+    /// Submit addresses (a file or stdin) as one batch to a running server, wait, print
+    /// the results as CSV or JSON Lines.
+    Submit(crate::cli::submit::SubmitArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -212,6 +215,16 @@ impl WorkerArgs {
     }
 }
 
+/// A positive number of days (`RETAIN_DAYS`).
+fn parse_days(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(d) if d.is_finite() && d > 0.0 && d <= 36_500.0 => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a number of days (more than 0, at most 36500)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,15 +264,5 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["wordtally", "worker", "--workers", "4"]).is_ok());
         assert!(Cli::try_parse_from(["wordtally", "serve", "--max-redirects", "11"]).is_err());
-    }
-}
-
-/// A positive number of days (`RETAIN_DAYS`).
-fn parse_days(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(d) if d.is_finite() && d > 0.0 && d <= 36_500.0 => Ok(d),
-        _ => Err(format!(
-            "{s:?} is not a number of days (more than 0, at most 36500)"
-        )),
     }
 }

@@ -17,12 +17,14 @@
 //! * [`fetch`] / [`count`] / [`address`] — pure, separately tested: what a worker does.
 //! * [`app`] — wiring: `serve` and `worker` as functions that tests call.
 //! * [`config`] — the one clap definition of every setting.
+//! * [`cli`] — command-line verbs beside `serve`/`worker` (`submit`).
 //! * [`metrics`] — Prometheus metrics of every step (`GET /metrics`).
 
 pub mod actors;
 pub mod address;
 pub mod app;
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod count;
 pub mod fetch;

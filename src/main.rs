@@ -11,12 +11,17 @@ async fn main() -> std::process::ExitCode {
     // A `.env` file (see `.env.sample`) fills in variables the environment does not set.
     let dotenv = dotenvy::dotenv();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tokio_nsq=warn")),
-        )
-        .init();
+    // `submit` writes its results to stdout, so its logs go to stderr.
+    let quiet_stdout = matches!(cli.command, Some(Command::Submit(_)));
+    let subscriber = tracing_subscriber::fmt().with_env_filter(
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tokio_nsq=warn")),
+    );
+    if quiet_stdout {
+        subscriber.with_writer(std::io::stderr).init();
+    } else {
+        subscriber.init();
+    }
     if let Err(e) = dotenv
         && !e.not_found()
     {
@@ -38,6 +43,7 @@ async fn main() -> std::process::ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Submit(args) => wordtally::cli::submit::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
