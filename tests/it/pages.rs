@@ -20,6 +20,7 @@ struct Hits(Arc<Mutex<HashMap<String, usize>>>);
 pub struct PageServer {
     pub addr: SocketAddr,
     hits: Hits,
+    healed: Healed,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -70,10 +71,46 @@ async fn record(
     next.run(req).await
 }
 
+/// Whether the `/flaky/{n}` pages have started answering (404 until then).
+#[derive(Clone, Default)]
+struct Healed(Arc<std::sync::atomic::AtomicBool>);
+
+async fn flaky_page(State(h): State<Healed>, Path(n): Path<usize>) -> Response {
+    if h.0.load(std::sync::atomic::Ordering::SeqCst) {
+        count_page(Path(n)).await
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            [("content-type", "text/html")],
+            "<p>not yet</p>",
+        )
+            .into_response()
+    }
+}
+
+/// A page that answers after `ms` milliseconds (for tasks that must still be running).
+async fn slow_page(Path(ms): Path<u64>) -> Response {
+    tokio::time::sleep(std::time::Duration::from_millis(ms.min(30_000))).await;
+    ([("content-type", "text/html")], page_with(1)).into_response()
+}
+
 impl PageServer {
+    /// From now on the `/flaky/{n}` pages answer 200 with `n` matches.
+    pub fn heal(&self) {
+        self.healed
+            .0
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub async fn start() -> PageServer {
         let hits = Hits::default();
+        let healed = Healed::default();
+        let flaky = Router::new()
+            .route("/flaky/{n}", get(flaky_page))
+            .with_state(healed.clone());
         let app = Router::new()
+            .merge(flaky)
+            .route("/slow/{ms}", get(slow_page))
             .route("/count/{n}", get(count_page))
             .route("/status/{code}", get(status_page))
             .route(
@@ -88,7 +125,12 @@ impl PageServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        PageServer { addr, hits, task }
+        PageServer {
+            addr,
+            hits,
+            healed,
+            task,
+        }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -337,7 +379,12 @@ impl PageServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        PageServer { addr, hits, task }
+        PageServer {
+            addr,
+            hits,
+            healed: Healed::default(),
+            task,
+        }
     }
 
     /// Like [`start_full`](Self::start_full), listening on `[::1]` too, on the same port, with
@@ -357,7 +404,12 @@ impl PageServer {
             let task = tokio::spawn(async move {
                 let _ = tokio::join!(axum::serve(v4, app), axum::serve(v6, app6));
             });
-            return PageServer { addr, hits, task };
+            return PageServer {
+                addr,
+                hits,
+                healed: Healed::default(),
+                task,
+            };
         }
         panic!("could not bind 127.0.0.1 and [::1] on one port (is IPv6 loopback up?)");
     }
