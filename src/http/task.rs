@@ -44,6 +44,13 @@ impl ResultView {
     fn of(run: i32, r: &ResultRecord) -> ResultView {
         let outcome = Outcome::of(r);
         let headline = match (outcome, r.words_count) {
+            (Outcome::HttpError, n) => format!(
+                "HTTP error {}{}",
+                r.http_status_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+                n.map(|n| format!(" · count {n}")).unwrap_or_default()
+            ),
             (Outcome::Failed, _) => format!(
                 "failed: {}",
                 r.error.clone().unwrap_or_else(|| "not counted".into())

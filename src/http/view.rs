@@ -50,7 +50,7 @@ impl Row {
             }
             TaskStatus::Pending => ("pending", "pending".to_string()),
             TaskStatus::Finished => match t.outcome {
-                Some(Outcome::Ok) | None => ("finished", "ok".to_string()),
+                Some(Outcome::Ok) | None => ("finished", "finished".to_string()),
                 Some(Outcome::HttpError) => ("http-error", "HTTP error".to_string()),
                 Some(Outcome::Failed) => ("failed", "failed".to_string()),
                 Some(Outcome::Truncated) => ("truncated", "truncated".to_string()),
