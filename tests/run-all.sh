@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every wordtally test: unit tests, the integration test binary (real PostgreSQL,
-# Redis and the project's NSQ test broker) and the Playwright browser tests (Debian
-# Chromium). Installs what is missing (Chromium, the npm packages); starts no service the
+# Runs every wordtally test: the deployment-file check (tests/deploy-check.sh), unit
+# tests, the integration test binary (real PostgreSQL, Redis and the project's NSQ test
+# broker) and the Playwright browser tests (Debian Chromium). Installs what is missing
+# (Chromium, docker-compose, the npm packages); starts no service the
 # machine already runs, and fails — never skips — when PostgreSQL or Redis is absent.
 #
 #   bash tests/run-all.sh
@@ -40,6 +41,16 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+
+if ! command -v docker-compose >/dev/null; then
+  say "installing docker-compose (Debian package; checks the compose file, no engine)"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-compose >/dev/null
+fi
+
+say "deployment files without a Docker engine (tests/deploy-check.sh)"
+bash tests/deploy-check.sh
 
 say "unit and integration tests (cargo test)"
 cargo test --locked --all-targets

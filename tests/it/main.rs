@@ -15,6 +15,7 @@ mod helpers;
 mod pages;
 
 mod batches;
+mod deploy;
 mod embedded;
 mod faults;
 mod hostile;
