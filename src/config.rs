@@ -92,6 +92,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PAGE_SIZE", default_value_t = 50)]
     pub page_size: i64,
 
+    /// nsqd HTTP address (`host:4151`) whose `/stats` gives the result bus's depth on
+    /// /workers; unset = ask every nsqd that NSQLOOKUPD_HTTP_ADDRESS knows, or show none.
+    #[arg(long, env = "NSQD_HTTP_ADDRESS")]
+    pub nsqd_http_address: Option<String>,
+
     #[command(flatten)]
     pub worker: WorkerArgs,
 }
@@ -162,6 +167,15 @@ pub struct WorkerArgs {
     /// First retry back-off (milliseconds); doubles each attempt, with jitter.
     #[arg(long, env = "RETRY_BACKOFF_MS", default_value_t = 500)]
     pub retry_backoff_ms: u64,
+
+    /// Milliseconds between this pool's heartbeats; it is shown as gone after 3 missed.
+    #[arg(long, env = "HEARTBEAT_INTERVAL_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub heartbeat_interval_ms: u64,
+
+    /// `wordtally worker` only: serve this process's Prometheus metrics at
+    /// `http://ADDR/metrics` (e.g. `0.0.0.0:9100`); unset = no listener.
+    #[arg(long, env = "METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl WorkerArgs {

@@ -23,6 +23,7 @@ pub mod actors;
 pub mod address;
 pub mod app;
 pub mod bus;
+pub mod chart;
 pub mod config;
 pub mod count;
 pub mod fetch;

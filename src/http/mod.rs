@@ -9,6 +9,7 @@ mod error;
 mod submit;
 mod tasks;
 mod view;
+mod workers;
 
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub max_submit: usize,
     /// How long a submission may wait for the Submitter (store + enqueue).
     pub submit_timeout: Duration,
+    /// Where /workers reads the result bus's depth.
+    pub bus: std::sync::Arc<crate::bus::stats::BusProbe>,
 }
 
 /// The whole HTTP surface.
@@ -50,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tasks::router())
         .merge(api::router())
         .merge(assets::router())
+        .merge(workers::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .layer(middleware::from_fn(error::htmx_errors))
@@ -60,6 +64,7 @@ pub fn app(state: AppState) -> Router {
 /// Prometheus metrics (see `crate::metrics` for the names).
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.store.stats().await.ok();
+    workers::record_gauges(&state).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -104,6 +104,8 @@ macro_rules! result_from_row {
     }};
 }
 
+pub mod rollups;
+
 const TASK_COLUMNS: &str = "t.id, t.address, t.timestamp, t.task_status, t.word, \
      t.case_sensitive, t.whole_word, t.scope, t.attempts, t.queued_at, t.updated_at";
 const RESULT_COLUMNS: &str = "r.id AS r_id, r.words_count, r.http_status_code, r.error, \
@@ -389,6 +391,7 @@ impl Store {
         on_pool!(self, |pool| {
             let mut tx = begin_write!(pool);
             let mut d = StatsDelta::default();
+            let mut rollup = Vec::new();
             for jr in results {
                 let status: Option<String> =
                     sqlx::query_scalar("SELECT task_status FROM task WHERE id = $1")
@@ -437,6 +440,14 @@ impl Store {
                 if old != TaskStatus::Finished {
                     d.moved(old, TaskStatus::Finished, moved);
                 }
+                if inserted == 1 {
+                    rollup.push(rollups::RollupRow {
+                        at_ms: now,
+                        outcome: crate::outcome::Outcome::of(r),
+                        duration_ms: r.duration_ms,
+                        bytes: r.bytes_read,
+                    });
+                }
                 outcomes.push(if inserted == 1 {
                     StoreOutcome::Stored
                 } else {
@@ -444,6 +455,7 @@ impl Store {
                 });
             }
             bump!(tx, &d);
+            rollups::RecordRollups::record_rollups(&mut *tx, &rollup).await?;
             tx.commit().await?;
         });
         Ok(outcomes)

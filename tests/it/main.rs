@@ -19,3 +19,4 @@ mod faults;
 mod hostile;
 mod pipeline;
 mod ssrf;
+mod workers;
