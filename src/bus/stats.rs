@@ -132,7 +132,9 @@ impl BusProbe {
         if !res.status().is_success() {
             return None;
         }
-        res.json::<Value>().await.ok()
+        // Not `Response::json`: reqwest's `json` feature is only on for the tests.
+        let body = res.bytes().await.ok()?;
+        serde_json::from_slice(&body).ok()
     }
 
     /// Asks nsqd(s) now.
