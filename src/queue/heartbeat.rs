@@ -24,7 +24,9 @@ pub struct Heartbeat {
     pub version: String,
     /// When the pool started (epoch ms).
     pub started_at: i64,
-    /// When this beat was sent (epoch ms, the worker's clock).
+    /// When this beat was sent (epoch ms, the worker's clock). Readers compare it with
+    /// their own clock, so hosts need NTP-grade agreement (a skew beyond 3 beats would
+    /// show a live worker as gone); the Redis key's own expiry (`PX`) does not depend on it.
     pub last_seen: i64,
     /// Jobs it can run at once.
     pub concurrency: usize,
