@@ -117,11 +117,13 @@ const STYLE: &str = "<style>\
 .wt-chart .cancelled{fill:#757575}\
 .wt-chart .p50{stroke:#1565c0;fill:none;stroke-width:2}\
 .wt-chart .p95{stroke:#8e24aa;fill:none;stroke-width:2;stroke-dasharray:4 3}\
+.wt-chart .p50-dot{fill:#1565c0}.wt-chart .p95-dot{fill:#8e24aa}\
 @media (prefers-color-scheme: dark){\
 .wt-chart .ok{fill:#66bb6a}.wt-chart .truncated{fill:#ffd54f}\
 .wt-chart .http_error{fill:#ffa726}.wt-chart .failed{fill:#ef5350}\
 .wt-chart .cancelled{fill:#bdbdbd}\
-.wt-chart .p50{stroke:#64b5f6}.wt-chart .p95{stroke:#ce93d8}}\
+.wt-chart .p50{stroke:#64b5f6}.wt-chart .p95{stroke:#ce93d8}\
+.wt-chart .p50-dot{fill:#64b5f6}.wt-chart .p95-dot{fill:#ce93d8}}\
 </style>";
 
 /// The outcomes in stacking order (bottom first) with their parts of a bucket.
@@ -256,6 +258,7 @@ pub fn latency_svg(buckets: &[Bucket], f: &Frame) -> String {
         ("p95", |b: &Bucket| b.p95_ms),
     ] {
         let mut d = String::new();
+        let mut dots = String::new();
         let mut pen_down = false;
         for (i, bk) in buckets.iter().enumerate() {
             match pick(bk) {
@@ -263,6 +266,13 @@ pub fn latency_svg(buckets: &[Bucket], f: &Frame) -> String {
                     let x = l + slot * (i as f64 + 0.5);
                     let y = t + plot_h * (1.0 - scale.frac(v as f64));
                     let _ = write!(d, "{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" });
+                    // A dot too, so that a lone bucket (no neighbour to draw to) shows.
+                    let _ = write!(
+                        dots,
+                        "<circle class=\"{class}-dot\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\"><title>{} UTC: {class} {}</title></circle>",
+                        hhmm(bk.start),
+                        duration_label(v as f64)
+                    );
                     pen_down = true;
                 }
                 None => pen_down = false,
@@ -271,6 +281,7 @@ pub fn latency_svg(buckets: &[Bucket], f: &Frame) -> String {
         if !d.is_empty() {
             let _ = write!(out, "<path class=\"{class}\" d=\"{}\"/>", d.trim_end());
         }
+        out.push_str(&dots);
     }
     out.push_str("</svg>");
     out
@@ -410,5 +421,8 @@ mod tests {
             .unwrap();
         assert_eq!(p50.matches('M').count(), 2, "{p50}");
         assert_eq!(p50.matches('L').count(), 1, "{p50}");
+        // Every bucket with fetches has its dots (a lone bucket is visible too).
+        assert_eq!(lat.matches("<circle class=\"p50-dot\"").count(), 3);
+        assert_eq!(lat.matches("<circle class=\"p95-dot\"").count(), 3);
     }
 }

@@ -226,6 +226,8 @@ struct PanelView {
     lag: String,
     consumers: u64,
     bus_kind: &'static str,
+    /// nsqd answered (else the depth is unknown).
+    bus_known: bool,
     bus_depth: String,
     bus_in_flight: String,
     window: &'static str,
@@ -303,6 +305,7 @@ async fn panel_view(state: &AppState, raw: Option<&str>) -> Result<PanelView, Er
             .unwrap_or_else(|| "?".into()),
         consumers: s.queue.map(|q| q.consumers).unwrap_or(0),
         bus_kind: s.bus.kind,
+        bus_known: s.bus.depth.is_some(),
         bus_depth: opt(s.bus.depth),
         bus_in_flight: opt(s.bus.in_flight),
         window: window.as_str(),
