@@ -530,3 +530,57 @@ async fn api_contract_shapes_and_hostile_window_parameters() {
     app.stop().await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_one_object_per_line_and_text_has_no_colours_off_a_terminal() {
+    let stack = Stack::new().await;
+    for format in ["json", "text"] {
+        let mut env = worker_env(&stack);
+        env.push(("LOG_FORMAT", format.to_string()));
+        let mut w = WtProcess::spawn(
+            &format!("worker-log-{format}"),
+            &["worker", "--allow-private-targets", "--workers", "1"],
+            &env,
+        );
+        eventually(
+            "the start-up line is logged",
+            Duration::from_secs(20),
+            || {
+                w.assert_running();
+                let log = w.log_text();
+                async move { log.contains("wordtally worker running").then_some(()) }
+            },
+        )
+        .await;
+        let status = w.terminate(Duration::from_secs(30)).await;
+        assert!(status.success());
+        let log = w.log_text();
+        assert!(!log.contains('\u{1b}'), "no ANSI codes in a file: {log}");
+        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(lines.len() >= 2, "{log}");
+        if format == "json" {
+            for line in &lines {
+                let v: Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                assert!(
+                    v["level"].is_string() && v["fields"]["message"].is_string(),
+                    "{line}"
+                );
+            }
+        } else {
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| serde_json::from_str::<Value>(l).is_err())
+            );
+        }
+    }
+    // A typo is an error at start-up, not silently the default.
+    let mut env = worker_env(&stack);
+    env.push(("LOG_FORMAT", "yaml".into()));
+    let mut bad = WtProcess::spawn("worker-log-bad", &["worker", "--workers", "1"], &env);
+    let status = bad.wait_exit(Duration::from_secs(10)).await;
+    assert!(!status.success());
+    assert!(bad.log_text().contains("LOG_FORMAT"), "{}", bad.log_text());
+    stack.cleanup().await;
+}
