@@ -18,6 +18,7 @@
 //! * [`app`] — wiring: `serve` and `worker` as functions that tests call.
 //! * [`config`] — the one clap definition of every setting.
 //! * [`metrics`] — Prometheus metrics of every step (`GET /metrics`).
+//! * [`chart`] — server-rendered SVG charts of the per-minute rollups (`/workers`).
 
 pub mod actors;
 pub mod address;

@@ -12,6 +12,11 @@
 //!   `wordtally_fetched_bytes_total`, `wordtally_publish_failures_total`
 //! * `wordtally_results_total{outcome}` (stored, duplicate, unknown_task, malformed,
 //!   requeued), `wordtally_db_batch_size`, `wordtally_db_batch_failures_total`
+//! * `wordtally_jobs_reserved_total`, `wordtally_jobs_acked_total` (worker pool)
+//! * `wordtally_queue_depth`, `wordtally_queue_unacked`, `wordtally_queue_lag_seconds`,
+//!   `wordtally_workers_alive` — gauges read from the queue at scrape time (`serve` only)
+//!
+//! A `worker` process serves its own metrics with `--metrics-listen` ([`MetricsListener`]).
 
 use std::sync::OnceLock;
 
