@@ -27,6 +27,7 @@ use crate::actors::supervisor::{ChildSpec, Supervisor, SupervisorArgs, Superviso
 use crate::actors::worker::{WorkerPool, WorkerPoolArgs, WorkerPoolMsg, consumer_name};
 use crate::bus::memory::MemoryPublisher;
 use crate::bus::nsq::{NsqPublisher, NsqSource};
+use crate::bus::stats::BusProbe;
 use crate::bus::{ResultSource, SharedPublisher};
 use crate::config::{ServeArgs, WorkerArgs};
 use crate::fetch::{Fetcher, install_crypto_provider};
@@ -61,6 +62,7 @@ fn pool_spec(
         workers: w.workers,
         max_deliveries: w.max_deliveries,
         consumer: consumer_name(),
+        heartbeat: Duration::from_millis(w.heartbeat_interval_ms),
     };
     Ok(ChildSpec::new("worker_pool", slot, move || {
         (WorkerPool, args.clone())
@@ -253,6 +255,15 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         page_size: args.page_size.clamp(1, 500),
         max_submit: args.max_submit_addresses.max(1),
         submit_timeout: Duration::from_secs(60),
+        bus: Arc::new(match &w.nsqd_tcp_address {
+            None => BusProbe::memory(),
+            Some(_) => BusProbe::nsq(
+                args.nsqd_http_address.clone(),
+                args.nsqlookupd_http_address.clone(),
+                w.nsq_topic.clone(),
+                args.nsq_channel.clone(),
+            ),
+        }),
     };
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
@@ -290,6 +301,8 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
 /// A running `worker` process's pipeline.
 pub struct RunningWorker {
     pub worker_pool: ActorSlot<WorkerPoolMsg>,
+    /// The `--metrics-listen` listener, when asked for.
+    pub metrics: Option<crate::metrics::MetricsListener>,
     supervisor: ActorRef<SupervisorMsg>,
     drain_wait: Duration,
 }
@@ -302,6 +315,9 @@ impl RunningWorker {
             .supervisor
             .stop_and_wait(None, Some(Duration::from_secs(10)))
             .await;
+        if let Some(m) = self.metrics {
+            m.stop().await;
+        }
         tracing::info!("worker stopped");
         Ok(())
     }
@@ -319,6 +335,14 @@ pub async fn start_worker(w: WorkerArgs) -> anyhow::Result<RunningWorker> {
     if w.workers == 0 {
         bail!("`wordtally worker --workers 0` would do nothing; give it at least 1");
     }
+    let metrics = match w.metrics_listen {
+        Some(addr) => Some(
+            crate::metrics::MetricsListener::start(addr)
+                .await
+                .with_context(|| format!("cannot listen on METRICS_LISTEN {addr}"))?,
+        ),
+        None => None,
+    };
     let queue = make_queue(&w)?;
     let cfg = w
         .nsq_config("unused", &[], 1)
@@ -342,6 +366,7 @@ pub async fn start_worker(w: WorkerArgs) -> anyhow::Result<RunningWorker> {
     );
     Ok(RunningWorker {
         worker_pool,
+        metrics,
         supervisor,
         drain_wait: drain_wait(&w),
     })

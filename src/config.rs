@@ -28,6 +28,8 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Parsed once at start-up: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Web page, JSON API, result listener, database writer and (unless --workers 0) workers.
@@ -99,6 +101,10 @@ pub struct ServeArgs {
     /// days ago; unset keeps everything. Fractions are allowed (0.5 = twelve hours).
     #[arg(long, env = "RETAIN_DAYS", value_parser = parse_days)]
     pub retain_days: Option<f64>,
+    /// nsqd HTTP address (`host:4151`) whose `/stats` gives the result bus's depth on
+    /// /workers; unset = ask every nsqd that NSQLOOKUPD_HTTP_ADDRESS knows, or show none.
+    #[arg(long, env = "NSQD_HTTP_ADDRESS")]
+    pub nsqd_http_address: Option<String>,
 
     #[command(flatten)]
     pub worker: WorkerArgs,
@@ -170,6 +176,15 @@ pub struct WorkerArgs {
     /// First retry back-off (milliseconds); doubles each attempt, with jitter.
     #[arg(long, env = "RETRY_BACKOFF_MS", default_value_t = 500)]
     pub retry_backoff_ms: u64,
+
+    /// Milliseconds between this pool's heartbeats; it is shown as gone after 3 missed.
+    #[arg(long, env = "HEARTBEAT_INTERVAL_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub heartbeat_interval_ms: u64,
+
+    /// `wordtally worker` only: serve this process's Prometheus metrics at
+    /// `http://ADDR/metrics` (e.g. `0.0.0.0:9100`); unset = no listener.
+    #[arg(long, env = "METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl WorkerArgs {

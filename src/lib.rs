@@ -19,11 +19,13 @@
 //! * [`config`] — the one clap definition of every setting.
 //! * [`cli`] — command-line verbs beside `serve`/`worker` (`submit`).
 //! * [`metrics`] — Prometheus metrics of every step (`GET /metrics`).
+//! * [`chart`] — server-rendered SVG charts of the per-minute rollups (`/workers`).
 
 pub mod actors;
 pub mod address;
 pub mod app;
 pub mod bus;
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod count;

@@ -11,16 +11,9 @@ async fn main() -> std::process::ExitCode {
     // A `.env` file (see `.env.sample`) fills in variables the environment does not set.
     let dotenv = dotenvy::dotenv();
     let cli = Cli::parse();
-    // `submit` writes its results to stdout, so its logs go to stderr.
-    let quiet_stdout = matches!(cli.command, Some(Command::Submit(_)));
-    let subscriber = tracing_subscriber::fmt().with_env_filter(
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tokio_nsq=warn")),
-    );
-    if quiet_stdout {
-        subscriber.with_writer(std::io::stderr).init();
-    } else {
-        subscriber.init();
+    if let Err(e) = init_logs() {
+        eprintln!("wordtally: error: {e}");
+        return std::process::ExitCode::FAILURE;
     }
     if let Err(e) = dotenv
         && !e.not_found()
@@ -53,6 +46,32 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr: `LOG_FORMAT=json` gives one JSON object per line (for log shippers),
+/// `text` (the default) plain lines, coloured only when stderr is a terminal.
+fn init_logs() -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tokio_nsq=warn"))
+    };
+    let format = std::env::var("LOG_FORMAT").unwrap_or_default();
+    match format.trim().to_ascii_lowercase().as_str() {
+        "" | "text" => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
+        "json" => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_current_span(true)
+            .init(),
+        other => return Err(format!("LOG_FORMAT={other:?}: use text or json")),
+    }
+    Ok(())
 }
 
 /// The error and its causes on one line, leaving out causes whose text the line already

@@ -12,6 +12,11 @@
 //!   `wordtally_fetched_bytes_total`, `wordtally_publish_failures_total`
 //! * `wordtally_results_total{outcome}` (stored, duplicate, unknown_task, malformed,
 //!   requeued), `wordtally_db_batch_size`, `wordtally_db_batch_failures_total`
+//! * `wordtally_jobs_reserved_total`, `wordtally_jobs_acked_total` (worker pool)
+//! * `wordtally_queue_depth`, `wordtally_queue_unacked`, `wordtally_queue_lag_seconds`,
+//!   `wordtally_workers_alive` — gauges read from the queue at scrape time (`serve` only)
+//!
+//! A `worker` process serves its own metrics with `--metrics-listen` ([`MetricsListener`]).
 
 use std::sync::OnceLock;
 
@@ -56,4 +61,59 @@ pub fn render(stats: Option<Stats>) -> String {
         metrics::gauge!("wordtally_tasks", "status" => "FINISHED").set(s.finished as f64);
     }
     install().map(|h| h.render()).unwrap_or_default()
+}
+
+/// A running metrics listener of a `worker` process (`--metrics-listen`).
+pub struct MetricsListener {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl MetricsListener {
+    /// Binds `addr` (port 0 allowed) and serves `GET /metrics` with this process's
+    /// metrics (the same names as `serve`'s, without the task totals it has no database
+    /// for). Workers have no web server otherwise, so this is all it answers.
+    pub async fn start(addr: std::net::SocketAddr) -> std::io::Result<MetricsListener> {
+        install();
+        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        let addr = tcp.local_addr()?;
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    render(None),
+                )
+            }),
+        );
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(tcp, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "worker metrics on http://{addr}/metrics");
+        Ok(MetricsListener {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Stops listening (last in a worker's graceful stop, so a final scrape still works
+    /// while it drains).
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! They talk only by ractor messages; replies use `RpcReplyPort`.
 
 pub mod db_writer;
+pub mod heartbeat;
 pub mod nsq_listener;
 pub mod submitter;
 pub mod supervisor;

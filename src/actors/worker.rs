@@ -12,6 +12,7 @@
 //! concurrency of the factory, not a sleep in a message loop.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,10 @@ use crate::bus::SharedPublisher;
 use crate::count::{BodyCounter, CountSummary};
 use crate::fetch::{BodySink, Fetcher};
 use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
+use crate::outcome::Outcome;
 use crate::queue::{Delivery, DeliveryTag, SharedQueue};
+
+use super::heartbeat::{Identity, beat_forever};
 
 /// Feeds the streaming body into the counter.
 struct CountingSink(BodyCounter);
@@ -107,9 +111,22 @@ pub struct WorkerCtx {
     pub consumer: String,
     in_flight: Mutex<HashSet<DeliveryTag>>,
     stopping: watch::Receiver<bool>,
+    /// Jobs finished (result published) and, of those, failed: for the heartbeat.
+    done: AtomicU64,
+    failed: AtomicU64,
 }
 
 impl WorkerCtx {
+    /// (busy, done, failed) right now, for the heartbeat.
+    pub fn counters(&self) -> (usize, u64, u64) {
+        let busy = self.in_flight.lock().map(|g| g.len()).unwrap_or(0);
+        (
+            busy,
+            self.done.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
     fn forget(&self, tag: &DeliveryTag) {
         if let Ok(mut g) = self.in_flight.lock() {
             g.remove(tag);
@@ -150,7 +167,13 @@ impl WorkerCtx {
         let mut delay = Duration::from_millis(200);
         loop {
             match self.publisher.publish(&result).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.done.fetch_add(1, Ordering::Relaxed);
+                    if Outcome::of(&result.result) == Outcome::Failed {
+                        self.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break;
+                }
                 Err(e) => {
                     if *self.stopping.borrow() {
                         tracing::warn!(task_id = result.task_id, error = %e, "shutting down with an unpublished result; releasing the job");
@@ -170,7 +193,10 @@ impl WorkerCtx {
         }
         for attempt in 1..=3u32 {
             match self.queue.ack(&d.tag).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    metrics::counter!("wordtally_jobs_acked_total").increment(1);
+                    break;
+                }
                 Err(e) => {
                     // Not acked: the job comes back after the visibility timeout and its
                     // duplicate result is ignored by the store.
@@ -238,12 +264,17 @@ pub struct WorkerPoolArgs {
     pub workers: usize,
     pub max_deliveries: u32,
     pub consumer: String,
+    /// Time between heartbeats.
+    pub heartbeat: Duration,
 }
 
 pub struct WorkerPoolState {
     ctx: Arc<WorkerCtx>,
     factory: FactoryRef<(), WorkItem>,
     feeder: Option<JoinHandle<()>>,
+    /// The heartbeat task and this pool's heartbeat id (goodbye on stop).
+    beats: Option<JoinHandle<()>>,
+    beat_id: String,
     stop: watch::Sender<bool>,
     slots: Arc<Semaphore>,
     workers: usize,
@@ -283,6 +314,8 @@ async fn feed(
             .await
         {
             Ok(deliveries) => {
+                metrics::counter!("wordtally_jobs_reserved_total")
+                    .increment(deliveries.len() as u64);
                 if let Some(since) = down_since.take() {
                     tracing::info!(after = ?since.elapsed(), "queue reachable again");
                 }
@@ -326,12 +359,7 @@ async fn feed(
 
 /// A consumer name unique to this process: host, pid and a random suffix.
 pub fn consumer_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".into());
+    let host = crate::queue::heartbeat::host_name();
     format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
 }
 
@@ -355,6 +383,8 @@ impl Actor for WorkerPool {
             consumer: args.consumer,
             in_flight: Mutex::new(HashSet::new()),
             stopping: stop_rx.clone(),
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         });
         let ctx_for_builder = ctx.clone();
         let factory_args = FactoryArguments::builder()
@@ -374,11 +404,17 @@ impl Actor for WorkerPool {
         .await?;
         let slots = Arc::new(Semaphore::new(workers));
         let feeder = tokio::spawn(feed(ctx.clone(), factory.clone(), slots.clone(), stop_rx));
+        // Beats go on while the pool drains (a draining worker is still working).
+        let me = Identity::of_this_process(workers, args.heartbeat);
+        let beat_id = me.id.clone();
+        let beats = tokio::spawn(beat_forever(ctx.clone(), me));
         tracing::info!(workers, consumer = %ctx.consumer, queue = ctx.queue.kind(), "worker pool started");
         Ok(WorkerPoolState {
             ctx,
             factory,
             feeder: Some(feeder),
+            beats: Some(beats),
+            beat_id,
             stop,
             slots,
             workers,
@@ -410,6 +446,7 @@ impl Actor for WorkerPool {
                     let _ = state.ctx.queue.release(&state.ctx.consumer, &left).await;
                 }
                 state.factory.stop(None);
+                state.say_goodbye().await;
                 let _ = reply.send(());
             }
         }
@@ -439,6 +476,22 @@ impl Actor for WorkerPool {
             f.abort();
         }
         state.factory.stop(None);
+        state.say_goodbye().await;
         Ok(())
+    }
+}
+
+impl WorkerPoolState {
+    /// Stops the heartbeats and removes this pool's entry, so a graceful stop leaves the
+    /// workers list at once. Commands already sent by the aborted beat travel on the same
+    /// connection ahead of the goodbye, so they cannot bring the entry back.
+    async fn say_goodbye(&mut self) {
+        if let Some(b) = self.beats.take() {
+            b.abort();
+            let _ = b.await;
+            if let Err(e) = self.ctx.queue.goodbye(&self.beat_id).await {
+                tracing::warn!(error = %e, "cannot remove this worker's heartbeat; it expires by itself");
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod memory;
 pub mod nsq;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,6 +14,7 @@ mod submit;
 mod task;
 mod tasks;
 mod view;
+mod workers;
 
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub max_submit: usize,
     /// How long a submission may wait for the Submitter (store + enqueue).
     pub submit_timeout: Duration,
+    /// Where /workers reads the result bus's depth.
+    pub bus: std::sync::Arc<crate::bus::stats::BusProbe>,
 }
 
 /// The whole HTTP surface.
@@ -59,6 +62,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api_batches::router())
         .merge(export::router())
         .merge(assets::router())
+        .merge(workers::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .layer(middleware::from_fn(error::htmx_errors))
@@ -69,6 +73,7 @@ pub fn app(state: AppState) -> Router {
 /// Prometheus metrics (see `crate::metrics` for the names).
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.store.stats().await.ok();
+    workers::record_gauges(&state).await;
     (
         [(
             axum::http::header::CONTENT_TYPE,

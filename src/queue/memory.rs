@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
-use super::{Delivery, DeliveryTag, QueueError, TaskQueue};
-use crate::model::Job;
+use super::{Delivery, DeliveryTag, Heartbeat, QueueError, QueueState, TaskQueue};
+use crate::model::{Job, now_ms};
 use crate::store::CancelledRun;
 
 #[derive(Debug)]
@@ -19,6 +19,8 @@ struct Entry {
     id: u64,
     job: Job,
     deliveries: u32,
+    /// When it was enqueued (epoch ms), for the lag.
+    enqueued_at: i64,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +31,8 @@ struct Inner {
     next_id: u64,
     /// Cancelled (task, run) pairs whose jobs are dropped when they come up.
     cancelled: HashSet<(i64, i32)>,
+    /// Worker heartbeats: id → (beat, forget after).
+    beats: HashMap<String, (Heartbeat, Instant)>,
 }
 
 /// The in-process queue.
@@ -74,6 +78,7 @@ impl TaskQueue for MemoryQueue {
                 id,
                 job: job.clone(),
                 deliveries: 0,
+                enqueued_at: now_ms(),
             });
         }
         drop(g);
@@ -178,6 +183,45 @@ impl TaskQueue for MemoryQueue {
         }
         Ok(())
     }
+    async fn heartbeat(&self, beat: &Heartbeat, keep: Duration) -> Result<(), QueueError> {
+        let mut g = self.inner.lock().await;
+        let now = Instant::now();
+        g.beats.retain(|_, (_, until)| *until > now);
+        g.beats.insert(beat.id.clone(), (beat.clone(), now + keep));
+        Ok(())
+    }
+
+    async fn heartbeats(&self) -> Result<Vec<Heartbeat>, QueueError> {
+        let g = self.inner.lock().await;
+        let now = Instant::now();
+        Ok(g.beats
+            .values()
+            .filter(|(_, until)| *until > now)
+            .map(|(b, _)| b.clone())
+            .collect())
+    }
+
+    async fn goodbye(&self, id: &str) -> Result<(), QueueError> {
+        self.inner.lock().await.beats.remove(id);
+        Ok(())
+    }
+
+    async fn state(&self) -> Result<QueueState, QueueError> {
+        let g = self.inner.lock().await;
+        // Released and expired jobs go back to the front, so the front is the oldest.
+        let lag_ms = g
+            .ready
+            .front()
+            .map(|e| (now_ms() - e.enqueued_at).max(0))
+            .unwrap_or(0);
+        let now = Instant::now();
+        Ok(QueueState {
+            depth: g.ready.len() as u64,
+            unacked: g.in_flight.len() as u64,
+            lag_ms,
+            consumers: g.beats.values().filter(|(_, u)| *u > now).count() as u64,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +294,52 @@ mod tests {
         q.release("a", &[d[0].tag.clone()]).await.unwrap();
         let again = q.reserve("b", 1, Duration::ZERO).await.unwrap();
         assert_eq!(again[0].job.task_id, 1);
+    }
+
+    fn beat(id: &str) -> Heartbeat {
+        Heartbeat {
+            id: id.into(),
+            host: "h".into(),
+            pid: 1,
+            version: "0".into(),
+            started_at: 0,
+            last_seen: now_ms(),
+            concurrency: 4,
+            busy: 0,
+            done: 0,
+            failed: 0,
+            interval_ms: 1000,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_expire_and_goodbye_forgets_at_once() {
+        let q = MemoryQueue::new(Duration::from_secs(60));
+        q.heartbeat(&beat("a"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        q.heartbeat(&beat("b"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(q.heartbeats().await.unwrap().len(), 2);
+        q.goodbye("a").await.unwrap();
+        let left = q.heartbeats().await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, "b");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(q.heartbeats().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn state_counts_waiting_unacked_and_lag() {
+        let q = MemoryQueue::new(Duration::from_secs(60));
+        assert_eq!(q.state().await.unwrap(), QueueState::default());
+        q.enqueue(&[job(1), job(2), job(3)]).await.unwrap();
+        let _d = q.reserve("c", 1, Duration::ZERO).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let s = q.state().await.unwrap();
+        assert_eq!((s.depth, s.unacked), (2, 1));
+        assert!(s.lag_ms >= 25, "lag {}", s.lag_ms);
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //! instead of looping forever. Two implementations: [`memory::MemoryQueue`] (the embedded
 //! default, in-process) and [`redis::RedisQueue`] (a Redis stream with a consumer group).
 
+pub mod heartbeat;
 pub mod memory;
 pub mod redis;
 
@@ -14,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub use heartbeat::{Heartbeat, QueueState};
 
 use crate::model::Job;
 use crate::store::CancelledRun;
@@ -65,6 +68,16 @@ pub trait TaskQueue: Send + Sync + 'static {
     /// handed out yet is dropped at `reserve` (acknowledged without a fetch). Best effort
     /// and cheap: a job already being fetched finishes, and its result changes nothing.
     async fn cancel(&self, runs: &[CancelledRun]) -> Result<(), QueueError>;
+
+    /// Records (or refreshes) one worker pool's heartbeat; the transport forgets it by
+    /// itself `keep` after its last refresh, so a killed process disappears unaided.
+    async fn heartbeat(&self, beat: &Heartbeat, keep: Duration) -> Result<(), QueueError>;
+    /// The heartbeats not yet forgotten (alive or gone), in no particular order.
+    async fn heartbeats(&self) -> Result<Vec<Heartbeat>, QueueError>;
+    /// Forgets one worker pool's heartbeat at once (a graceful stop says goodbye).
+    async fn goodbye(&self, id: &str) -> Result<(), QueueError>;
+    /// Depth, unacknowledged jobs, lag and consumers, from a few O(1) reads (never a scan).
+    async fn state(&self) -> Result<QueueState, QueueError>;
 }
 
 pub type SharedQueue = Arc<dyn TaskQueue>;

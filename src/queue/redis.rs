@@ -15,12 +15,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingCountReply,
+    StreamRangeReply, StreamReadReply,
+};
 use redis::{RedisError, Value};
 use tokio::sync::OnceCell;
 
-use super::{Delivery, DeliveryTag, QueueError, TaskQueue};
-use crate::model::Job;
+use super::{Delivery, DeliveryTag, Heartbeat, QueueError, QueueState, TaskQueue};
+use crate::model::{Job, now_ms};
 use crate::store::CancelledRun;
 
 /// Settings of the Redis queue.
@@ -37,6 +40,8 @@ pub struct RedisQueueConfig {
 
 pub struct RedisQueue {
     client: redis::Client,
+    /// Key prefix (heartbeat keys are `{prefix}:beat:{id}`, indexed by `{prefix}:beats`).
+    prefix: String,
     stream: String,
     group: String,
     visibility_ms: u64,
@@ -64,6 +69,7 @@ impl RedisQueue {
             .map_err(|e| QueueError::Unavailable(format!("bad REDIS_URL: {e}")))?;
         Ok(Self {
             client,
+            prefix: config.prefix.clone(),
             stream: format!("{}:jobs", config.prefix),
             group: format!("{}:workers", config.prefix),
             visibility_ms: config.visibility_timeout.as_millis() as u64,
@@ -124,6 +130,14 @@ impl RedisQueue {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    fn beat_key(&self, id: &str) -> String {
+        format!("{}:beat:{id}", self.prefix)
+    }
+
+    fn beats_index(&self) -> String {
+        format!("{}:beats", self.prefix)
     }
 
     fn is_nogroup(e: &RedisError) -> bool {
@@ -404,5 +418,149 @@ impl TaskQueue for RedisQueue {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Two commands per beat (Sidekiq's shape): the beat itself as one key that expires on
+    /// its own, and its id in a sorted set scored by that expiry, so listing never scans
+    /// the key space.
+    async fn heartbeat(&self, beat: &Heartbeat, keep: Duration) -> Result<(), QueueError> {
+        let body = serde_json::to_string(beat)
+            .map_err(|e| QueueError::Unavailable(format!("cannot encode heartbeat: {e}")))?;
+        let keep_ms = keep.as_millis().max(1) as i64;
+        let mut conn = self.conn().await?;
+        redis::pipe()
+            .cmd("SET")
+            .arg(self.beat_key(&beat.id))
+            .arg(body)
+            .arg("PX")
+            .arg(keep_ms)
+            .ignore()
+            .cmd("ZADD")
+            .arg(self.beats_index())
+            .arg(now_ms() + keep_ms)
+            .arg(&beat.id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn heartbeats(&self) -> Result<Vec<Heartbeat>, QueueError> {
+        let mut conn = self.conn().await?;
+        let index = self.beats_index();
+        let (ids,): (Vec<String>,) = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&index)
+            .arg("-inf")
+            .arg(now_ms())
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(&index)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.beat_key(id)).collect();
+        let bodies: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(bodies
+            .into_iter()
+            .flatten()
+            .filter_map(|b| match serde_json::from_str::<Heartbeat>(&b) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring a malformed heartbeat");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn goodbye(&self, id: &str) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        redis::pipe()
+            .cmd("DEL")
+            .arg(self.beat_key(id))
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.beats_index())
+            .arg(id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// XLEN + XINFO GROUPS, then one XRANGE … COUNT 1 for the oldest undelivered entry:
+    /// three O(1)/O(log n) commands whatever the queue holds. Acknowledged entries are
+    /// deleted (XDEL), so the stream holds exactly the waiting and the pending entries.
+    async fn state(&self) -> Result<QueueState, QueueError> {
+        let mut conn = self.conn().await?;
+        let (len, groups): (u64, StreamInfoGroupsReply) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&self.stream)
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.stream)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let Some(group) = groups.groups.into_iter().find(|g| g.name == self.group) else {
+            return Ok(QueueState {
+                depth: len,
+                ..QueueState::default()
+            });
+        };
+        let unacked = group.pending as u64;
+        let depth = len.saturating_sub(unacked);
+        let mut lag_ms = 0;
+        if depth > 0 {
+            let first: StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&self.stream)
+                .arg(format!("({}", group.last_delivered_id))
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if let Some(e) = first.ids.first() {
+                lag_ms = entry_age_ms(&e.id, now_ms());
+            }
+        }
+        Ok(QueueState {
+            depth,
+            unacked,
+            lag_ms,
+            consumers: group.consumers as u64,
+        })
+    }
+}
+
+/// Age of a stream entry from its id (`<ms>-<seq>`, the ms being Redis's clock at XADD).
+fn entry_age_ms(id: &str, now: i64) -> i64 {
+    id.split('-')
+        .next()
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .map(|ms| (now - ms).max(0))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_age_from_stream_id() {
+        assert_eq!(entry_age_ms("1000-3", 1500), 500);
+        assert_eq!(entry_age_ms("2000-0", 1500), 0);
+        assert_eq!(entry_age_ms("garbage", 1500), 0);
     }
 }

@@ -301,6 +301,8 @@ mod results;
 mod runs;
 mod tasks;
 
+pub mod rollups;
+
 impl Store {
     /// Opens the database named by `url` and brings its schema up to date.
     pub async fn connect(url: &str) -> StoreResult<Store> {

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use sqlx::{QueryBuilder, Row};
 
+use super::rollups::{RecordRollups, RollupRow};
 use super::{CHUNK, Deltas, Store, StoreError, StoreResult, push_ids};
 use crate::model::{JobResult, TaskStatus, now_ms};
 use crate::outcome::Outcome;
@@ -75,6 +76,8 @@ impl Store {
             let mut to_insert: Vec<(&JobResult, Outcome)> = Vec::new();
             let mut finish: HashMap<Outcome, Vec<i64>> = HashMap::new();
             let mut history_at: Vec<usize> = Vec::new();
+            // Throughput rollups count each run's first result only (DESIGN §12).
+            let mut rollup: Vec<RollupRow> = Vec::new();
             for jr in results {
                 let Some(cur) = current.get_mut(&jr.task_id) else {
                     verdicts.push(StoreOutcome::UnknownTask);
@@ -105,6 +108,12 @@ impl Store {
                 *d.outcome(outcome) += 1;
                 d.words += jr.result.words_count.unwrap_or(0);
                 cur.status = TaskStatus::Finished;
+                rollup.push(RollupRow {
+                    at_ms: now,
+                    outcome,
+                    duration_ms: jr.result.duration_ms,
+                    bytes: jr.result.bytes_read,
+                });
                 finish.entry(outcome).or_default().push(jr.task_id);
                 to_insert.push((jr, outcome));
                 verdicts.push(StoreOutcome::Stored);
@@ -165,6 +174,7 @@ impl Store {
                 }
             }
             apply_deltas!(tx, &deltas, now);
+            RecordRollups::record_rollups(&mut *tx, &rollup).await?;
             tx.commit().await?;
         });
         Ok(verdicts)

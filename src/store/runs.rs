@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use sqlx::{QueryBuilder, Row};
 
+use super::rollups::{RecordRollups, RollupRow};
 use super::{
     CHUNK, Deltas, RESULT_COLUMNS, RETURNING_TASK, Store, StoreError, StoreResult, push_ids,
     tasks::parse_outcome,
@@ -121,6 +122,16 @@ impl Store {
                 qb.build().execute(&mut *tx).await?;
             }
             apply_deltas!(tx, &deltas, now);
+            let rollup: Vec<RollupRow> = out
+                .iter()
+                .map(|_| RollupRow {
+                    at_ms: now,
+                    outcome: Outcome::Cancelled,
+                    duration_ms: 0,
+                    bytes: 0,
+                })
+                .collect();
+            RecordRollups::record_rollups(&mut *tx, &rollup).await?;
             tx.commit().await?;
         });
         Ok(out)

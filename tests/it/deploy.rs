@@ -550,6 +550,7 @@ async fn image_entrypoint_and_healthcheck_run_with_the_compose_environment() {
             ("redis:6379".into(), redis_host_port),
             ("nsqd:4150".into(), broker.tcp_addr().to_string()),
             ("nsqlookupd:4161".into(), broker.http_addr().to_string()),
+            ("nsqd:4151".into(), broker.http_addr().to_string()),
         ],
     };
     let compose = parse_compose(&repo_file("docker-compose.yml"));

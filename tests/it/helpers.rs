@@ -501,6 +501,14 @@ impl WtProcess {
         }
     }
 
+    /// Waits for the process to exit by itself (panics after `timeout`).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.expect("wait"),
+            Err(_) => panic!("{} still running after {timeout:?}", self.name),
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -21,3 +21,4 @@ mod faults;
 mod hostile;
 mod pipeline;
 mod ssrf;
+mod workers;
