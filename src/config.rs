@@ -28,12 +28,18 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Parsed once per process; boxing `ServeArgs` would only add noise at every use.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Web page, JSON API, result listener, database writer and (unless --workers 0) workers.
     Serve(ServeArgs),
     /// Workers only: take jobs from Redis, fetch and count, publish results to NSQ.
     Worker(WorkerArgs),
+    /// Accounts that sign in on the web page: add, list, remove, passwd.
+    User(crate::cli::users::UserArgs),
+    /// API tokens for scripts: create (printed once), list, revoke.
+    Token(crate::cli::tokens::TokenArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,6 +100,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub worker: WorkerArgs,
+
+    /// Sign-in, tokens, rate limits (DESIGN §13).
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
 }
 
 /// Settings of the worker pool, shared by `serve` (its local workers) and `worker`.

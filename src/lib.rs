@@ -18,11 +18,15 @@
 //! * [`app`] — wiring: `serve` and `worker` as functions that tests call.
 //! * [`config`] — the one clap definition of every setting.
 //! * [`metrics`] — Prometheus metrics of every step (`GET /metrics`).
+//! * [`auth`] — who is asking (sign-in, sessions, API tokens), CSRF, rate limits and
+//!   security headers, in front of every route; [`cli`] — `wordtally user|token`.
 
 pub mod actors;
 pub mod address;
 pub mod app;
+pub mod auth;
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod count;
 pub mod fetch;

@@ -1,8 +1,10 @@
-//! `wordtally`: parses the command line and runs `serve` (the default) or `worker`.
+//! `wordtally`: parses the command line and runs `serve` (the default), `worker`, or the
+//! account and token verbs (`user`, `token`).
 //! Everything else is library code (see `lib.rs`).
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use wordtally::app::{shutdown_signal, start_serve, start_worker};
 use wordtally::config::{Cli, Command};
 
@@ -11,7 +13,14 @@ async fn main() -> std::process::ExitCode {
     // A `.env` file (see `.env.sample`) fills in variables the environment does not set.
     let dotenv = dotenvy::dotenv();
     let cli = Cli::parse();
+    // `wordtally token create` prints the token on stdout and nothing else: logs of the
+    // command-line verbs go to stderr.
+    let writer = match cli.command {
+        Some(Command::User(_) | Command::Token(_)) => BoxMakeWriter::new(std::io::stderr),
+        _ => BoxMakeWriter::new(std::io::stdout),
+    };
     tracing_subscriber::fmt()
+        .with_writer(writer)
         .with_env_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tokio_nsq=warn")),
@@ -38,6 +47,8 @@ async fn main() -> std::process::ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::User(args) => wordtally::cli::users::run(args).await,
+        Command::Token(args) => wordtally::cli::tokens::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 mod api;
 mod assets;
 mod error;
+mod login;
 mod submit;
 mod tasks;
 mod view;
@@ -20,6 +21,7 @@ use axum::{Json, Router, middleware};
 use serde_json::json;
 
 pub use error::Error;
+pub use view::utc;
 
 use crate::actors::ActorSlot;
 use crate::actors::submitter::SubmitterMsg;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub max_submit: usize,
     /// How long a submission may wait for the Submitter (store + enqueue).
     pub submit_timeout: Duration,
+    /// Who is asking, sessions, rate limits (crate::auth).
+    pub auth: crate::auth::Auth,
 }
 
 /// The whole HTTP surface.
@@ -50,10 +54,17 @@ pub fn app(state: AppState) -> Router {
         .merge(tasks::router())
         .merge(api::router())
         .merge(assets::router())
+        .merge(login::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        // Routes merged above this line are all covered by the layers below (outermost last).
         .layer(middleware::from_fn(error::htmx_errors))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::auth::guard,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(crate::auth::headers::security_headers))
         .with_state(state)
 }
 
