@@ -14,6 +14,7 @@ mod nsq_broker;
 mod helpers;
 mod pages;
 
+mod auth;
 mod embedded;
 mod faults;
 mod hostile;
