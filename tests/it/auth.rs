@@ -586,3 +586,28 @@ async fn user_and_token_verbs_on_postgres() {
     app.stop().await;
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn metrics_token_guards_metrics_and_health_stays_public() {
+    let db = db_with_account().await;
+    let mut a = args(&db);
+    a.auth.metrics_token = Some("scrape-secret".into());
+    let app = TestApp::start(a).await;
+    let metrics = |auth: Option<&'static str>| {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(v) = auth {
+            req = req.header("authorization", v);
+        }
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(metrics(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        metrics(Some("Bearer wrong")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(metrics(Some("Bearer scrape-secret")).await, StatusCode::OK);
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    app.stop().await;
+    db.cleanup().await;
+}
