@@ -249,25 +249,35 @@ impl Store {
         })
     }
 
-    /// The unrevoked token with this hash, if any; records when it was last used.
+    /// The unrevoked token with this hash, if any; records when it was last used. The
+    /// record is written at most once a minute per token, so that a script polling the API
+    /// does not turn every read into a database write.
     pub async fn token_by_hash(&self, token_hash: &str, now: i64) -> StoreResult<Option<TokenRow>> {
         on_pool!(self, |pool| {
             let row = sqlx::query(
-                "UPDATE api_token SET last_used_at = $2 \
-                 WHERE token_hash = $1 AND revoked_at IS NULL RETURNING id, name, account_id",
+                "SELECT id, name, account_id, last_used_at FROM api_token \
+                 WHERE token_hash = $1 AND revoked_at IS NULL",
             )
             .bind(token_hash)
-            .bind(now)
             .fetch_optional(pool)
             .await?;
-            Ok(match row {
-                Some(r) => Some(TokenRow {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    account_id: r.try_get("account_id")?,
-                }),
-                None => None,
-            })
+            let Some(r) = row else {
+                return Ok(None);
+            };
+            let token = TokenRow {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                account_id: r.try_get("account_id")?,
+            };
+            let last: Option<i64> = r.try_get("last_used_at")?;
+            if last.is_none_or(|t| now - t >= 60_000) {
+                sqlx::query("UPDATE api_token SET last_used_at = $2 WHERE id = $1")
+                    .bind(token.id)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+            Ok(Some(token))
         })
     }
 
