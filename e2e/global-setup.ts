@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { FullConfig } from '@playwright/test';
-import { BROKER_BIN, PAGE_SERVER, REPO_ROOT, RESULTS_DIR, STATE_FILE, WORDTALLY_BIN } from './support/paths';
+import { chromium } from '@playwright/test';
+import { AUTH_STATE_FILE, BROKER_BIN, PAGE_SERVER, REPO_ROOT, RESULTS_DIR, STATE_FILE, WORDTALLY_BIN } from './support/paths';
 import { Started, startProcess } from './support/processes';
 import type { E2eState } from './support/state';
 import { registerChildren, stopAll } from './global-teardown';
@@ -55,7 +56,25 @@ async function waitForHealth(baseURL: string, timeoutMs: number) {
   throw new Error(`${baseURL}/healthz did not answer 200 within ${timeoutMs} ms (last: ${last})`);
 }
 
-export default async function globalSetup(_config: FullConfig) {
+/** Signs in through the sign-in page like a person and saves the browser state. */
+async function signIn(config: FullConfig, state: E2eState) {
+  const launchOptions = config.projects[0]?.use?.launchOptions ?? {};
+  const browser = await chromium.launch({ ...launchOptions, headless: true });
+  try {
+    const page = await browser.newPage({ baseURL: state.baseURL });
+    await page.goto('/tasks');
+    // Signed out: the page sends us to the sign-in form.
+    await page.waitForURL(/\/login\?next=/);
+    await page.getByLabel('Name').fill(state.user);
+    await page.getByLabel('Password').fill(state.password);
+    await Promise.all([page.waitForURL(/\/tasks$/), page.getByRole('button', { name: 'Sign in' }).click()]);
+    await page.context().storageState({ path: AUTH_STATE_FILE });
+  } finally {
+    await browser.close();
+  }
+}
+
+export default async function globalSetup(config: FullConfig) {
   requireBinary(WORDTALLY_BIN, 'The wordtally binary');
   const externalNsqd = process.env.NSQD_TCP_ADDRESS?.trim() || '';
   if (!externalNsqd) requireBinary(BROKER_BIN, 'The NSQ test broker (example nsq_test_broker)');
@@ -79,6 +98,9 @@ export default async function globalSetup(_config: FullConfig) {
     nsqTopic: `wt_e2e_${tag}`,
     externalNsqd: Boolean(externalNsqd),
     children: [],
+    user: 'e2e',
+    password: crypto.randomBytes(12).toString('hex'),
+    apiToken: '',
   };
   const started: Started[] = [];
   const track = (s: Started) => {
@@ -134,11 +156,23 @@ export default async function globalSetup(_config: FullConfig) {
       NSQ_TOPIC: state.nsqTopic,
       NSQ_CHANNEL: 'wordtally',
     };
+    // One account, as an operator would create it; sign-in is then required everywhere.
+    execFileSync(WORDTALLY_BIN, ['user', 'add', state.user, '--password-stdin'], {
+      env: appEnv,
+      input: `${state.password}\n`,
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    state.apiToken = execFileSync(WORDTALLY_BIN, ['token', 'create', 'e2e-api', '--user', state.user], {
+      env: appEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+      .toString()
+      .trim();
     const serve = await startProcess(
       'serve',
       WORDTALLY_BIN,
       ['serve', '--listen', '127.0.0.1:0', '--workers', '0'],
-      appEnv,
+      { ...appEnv, AUTH: 'password' },
       /wordtally serving on (http:\/\/[^/\s]+)\/tasks/,
       READY_TIMEOUT_MS,
       track,
@@ -158,6 +192,7 @@ export default async function globalSetup(_config: FullConfig) {
       READY_TIMEOUT_MS,
       track,
     );
+    await signIn(config, state);
     fs.writeFileSync(STATE_FILE, JSON.stringify(state, null, 2));
     process.env.E2E_BASE_URL = state.baseURL;
   } catch (e) {

@@ -1,4 +1,5 @@
 import { defineConfig, devices } from '@playwright/test';
+import { AUTH_STATE_FILE } from './support/paths';
 
 // The system Chromium is used; Playwright must never download a browser.
 process.env.PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = '1';
@@ -26,6 +27,8 @@ export default defineConfig({
     trace: 'retain-on-failure',
     screenshot: 'only-on-failure',
     serviceWorkers: 'block',
+    // Signed in: global setup signs in through the sign-in page and saves the cookie here.
+    storageState: AUTH_STATE_FILE,
   },
   projects: [
     {

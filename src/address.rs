@@ -41,6 +41,15 @@ pub enum AddressError {
     /// The host is neither a valid domain name nor a valid IP address.
     #[error("the address does not have a valid host name")]
     InvalidHost,
+    /// A host name with an empty label (`a..b`, a leading dot): not a DNS name.
+    #[error("the host name has an empty label (two dots in a row, or a leading dot)")]
+    EmptyLabel,
+    /// A host name label longer than 63 octets: DNS cannot carry it.
+    #[error("a label of the host name is longer than 63 characters")]
+    LabelTooLong,
+    /// A host name longer than 253 octets: DNS cannot carry it.
+    #[error("the host name is longer than 253 characters")]
+    HostTooLong,
     /// `[...]` that is not a valid IPv6 address (or is not closed).
     #[error("the address has an invalid IPv6 address")]
     InvalidIpv6,
@@ -105,6 +114,9 @@ pub fn normalize_address(input: &str) -> Result<Url, AddressError> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(AddressError::Credentials);
     }
+    if let Some(url::Host::Domain(name)) = url.host() {
+        check_dns_name(name)?;
+    }
     // Percent-encoding and punycode can make the stored form longer than what was pasted.
     let final_len = url.as_str().len();
     if final_len > MAX_ADDRESS_LEN {
@@ -114,6 +126,26 @@ pub fn normalize_address(input: &str) -> Result<Url, AddressError> {
         });
     }
     Ok(url)
+}
+
+/// Refuses host names that DNS cannot carry (RFC 1035 §2.3.4, as punycode): an empty
+/// label, a label over 63 octets, a name over 253 octets. One trailing dot (a fully
+/// qualified name) is allowed. Without this, such a name would be queued and fail later
+/// at fetch time with a resolver error instead of a reason on the pasted line.
+fn check_dns_name(name: &str) -> Result<(), AddressError> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.len() > 253 {
+        return Err(AddressError::HostTooLong);
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(AddressError::EmptyLabel);
+        }
+        if label.len() > 63 {
+            return Err(AddressError::LabelTooLong);
+        }
+    }
+    Ok(())
 }
 
 /// Whitespace plus the invisible characters that survive copy-paste (zero-width space, BOM...).
@@ -430,6 +462,9 @@ mod tests {
             AddressError::MissingHost,
             AddressError::InvalidHost,
             AddressError::InvalidIpv6,
+            AddressError::EmptyLabel,
+            AddressError::LabelTooLong,
+            AddressError::HostTooLong,
             AddressError::InvalidPort,
             AddressError::Credentials,
             AddressError::Invalid,
@@ -444,5 +479,26 @@ mod tests {
     #[test]
     fn idn_hosts_become_punycode() {
         assert_eq!(ok("bücher.example/"), "http://xn--bcher-kva.example/");
+    }
+
+    #[test]
+    fn hosts_that_cannot_be_dns_names_are_rejected() {
+        assert_eq!(err("http://a..example.com/"), AddressError::EmptyLabel);
+        assert_eq!(err("http://.example.com/"), AddressError::EmptyLabel);
+        let label = "a".repeat(64);
+        assert_eq!(
+            err(&format!("{label}.example.com")),
+            AddressError::LabelTooLong
+        );
+        let ok63 = "a".repeat(63);
+        assert_eq!(
+            ok(&format!("{ok63}.example.com")),
+            format!("http://{ok63}.example.com/")
+        );
+        // 4 × 63 + 3 dots = 255 octets > 253, every label legal.
+        let long = [ok63.as_str(); 4].join(".");
+        assert_eq!(err(&long), AddressError::HostTooLong);
+        // A fully qualified name (one trailing dot) is fine.
+        assert_eq!(ok("example.com."), "http://example.com./");
     }
 }

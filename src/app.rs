@@ -164,6 +164,10 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
     let store = Store::connect(&args.database_url)
         .await
         .with_context(|| format!("cannot open the database {}", redact(&args.database_url)))?;
+    let auth = crate::auth::Auth::new(store.clone(), &args.auth)
+        .await
+        .context("reading the accounts")?;
+    crate::auth::check_listen(args.listen, auth.required().await, args.auth.insecure_open)?;
     let queue = make_queue(w)?;
 
     let mut memory_bus = None;
@@ -264,15 +268,20 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
                 args.nsq_channel.clone(),
             ),
         }),
+        auth,
     };
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
     let http = tokio::spawn(async move {
-        axum::serve(tcp, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
+        // With the peer address, for per-client rate limits when nobody is signed in.
+        axum::serve(
+            tcp,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        })
+        .await
     });
     tracing::info!(
         %addr,

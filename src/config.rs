@@ -39,6 +39,10 @@ pub enum Command {
     /// Submit addresses (a file or stdin) as one batch to a running server, wait, print
     /// the results as CSV or JSON Lines.
     Submit(crate::cli::submit::SubmitArgs),
+    /// Accounts that sign in on the web page: add, list, remove, passwd.
+    User(crate::cli::users::UserArgs),
+    /// API tokens for scripts: create (printed once), list, revoke.
+    Token(crate::cli::tokens::TokenArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -108,6 +112,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub worker: WorkerArgs,
+
+    /// Sign-in, tokens, rate limits (DESIGN §13).
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
 }
 
 /// Settings of the worker pool, shared by `serve` (its local workers) and `worker`.

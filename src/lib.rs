@@ -20,10 +20,13 @@
 //! * [`cli`] — command-line verbs beside `serve`/`worker` (`submit`).
 //! * [`metrics`] — Prometheus metrics of every step (`GET /metrics`).
 //! * [`chart`] — server-rendered SVG charts of the per-minute rollups (`/workers`).
+//! * [`auth`] — who is asking (sign-in, sessions, API tokens), CSRF, rate limits and
+//!   security headers, in front of every route; [`cli`] — `wordtally user|token`.
 
 pub mod actors;
 pub mod address;
 pub mod app;
+pub mod auth;
 pub mod bus;
 pub mod chart;
 pub mod cli;

@@ -1,4 +1,5 @@
-//! `wordtally`: parses the command line and runs `serve` (the default) or `worker`.
+//! `wordtally`: parses the command line and runs `serve` (the default), `worker`, or the
+//! account and token verbs (`user`, `token`).
 //! Everything else is library code (see `lib.rs`).
 
 use clap::Parser;
@@ -37,6 +38,8 @@ async fn main() -> std::process::ExitCode {
             Err(e) => Err(e),
         },
         Command::Submit(args) => wordtally::cli::submit::run(args).await,
+        Command::User(args) => wordtally::cli::users::run(args).await,
+        Command::Token(args) => wordtally::cli::tokens::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

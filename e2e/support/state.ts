@@ -22,6 +22,11 @@ export interface E2eState {
   /** True when an external nsqd (NSQD_TCP_ADDRESS) is used instead of the test broker. */
   externalNsqd: boolean;
   children: ChildInfo[];
+  /** The account global setup created (`wordtally user add --password-stdin`). */
+  user: string;
+  password: string;
+  /** An API token for that account (`wordtally token create`), for request-only tests. */
+  apiToken: string;
 }
 
 export function readState(): E2eState {

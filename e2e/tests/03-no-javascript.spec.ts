@@ -1,3 +1,4 @@
+import { AUTH_STATE_FILE } from '../support/paths';
 import { expect, guardNetwork, row, test, uniq } from './fixtures';
 
 test('the form works with JavaScript disabled: full-page post, then a reload shows the result', async ({
@@ -6,7 +7,8 @@ test('the form works with JavaScript disabled: full-page post, then a reload sho
   env,
   offLoopback,
 }) => {
-  const context = await browser.newContext({ javaScriptEnabled: false, baseURL });
+  // Signed in (the saved session); the form carries its CSRF token as a hidden field.
+  const context = await browser.newContext({ javaScriptEnabled: false, baseURL, storageState: AUTH_STATE_FILE });
   await guardNetwork(context, offLoopback);
   try {
     const page = await context.newPage();

@@ -29,7 +29,11 @@ test('a result arriving before the task is marked PENDING still finishes the tas
        WHEN (OLD.task_status = 'NOT_STARTED' AND NEW.task_status = 'PENDING') EXECUTE FUNCTION wt_e2e_slow_mark();`,
   );
   try {
-    const res = await request.post('/api/tasks', { data: { addresses: [`${env.pagesURL}/race-${Date.now()}/2.html`] } });
+    // A script's request: an API token, no session, so no CSRF token is needed.
+    const res = await request.post('/api/tasks', {
+      headers: { authorization: `Bearer ${env.apiToken}` },
+      data: { addresses: [`${env.pagesURL}/race-${Date.now()}/2.html`] },
+    });
     expect(res.status()).toBe(201);
     const id = (await res.json()).tasks[0].id;
     // The result is stored…

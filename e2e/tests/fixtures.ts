@@ -13,7 +13,17 @@ export async function guardNetwork(context: BrowserContext, blocked: string[]) {
   );
 }
 
+/** Collects the browser's Content-Security-Policy complaints (asserted empty after each test). */
+export function watchCsp(context: BrowserContext, violations: string[]) {
+  context.on('console', (msg) => {
+    const text = msg.text();
+    if (/Content Security Policy|Refused to (execute|apply|load|evaluate)/i.test(text)) violations.push(text);
+  });
+}
+
 type Fixtures = {
+  /** CSP violations reported in the console (asserted empty after each test). */
+  cspViolations: string[];
   env: E2eState;
   /** Requests that tried to leave loopback (asserted empty after each test). */
   offLoopback: string[];
@@ -31,8 +41,14 @@ export const test = base.extend<Fixtures>({
     await use(blocked);
     expect(blocked, 'requests that tried to leave loopback').toEqual([]);
   },
-  context: async ({ context, offLoopback }, use) => {
+  cspViolations: async ({}, use) => {
+    const violations: string[] = [];
+    await use(violations);
+    expect(violations, 'Content-Security-Policy violations in the console').toEqual([]);
+  },
+  context: async ({ context, offLoopback, cspViolations }, use) => {
     await guardNetwork(context, offLoopback);
+    watchCsp(context, cspViolations);
     await use(context);
   },
 });

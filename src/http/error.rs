@@ -28,6 +28,9 @@ pub enum Error {
     /// A dependency is down; retrying later will work.
     #[error("{0}")]
     Unavailable(String),
+    /// Over a rate limit (crate::auth::limit): nothing was stored.
+    #[error("{0}")]
+    Limited(crate::auth::limit::Limited),
     #[error("database error")]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -47,6 +50,7 @@ impl Error {
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,9 +74,10 @@ impl Error {
     pub fn into_json(self) -> Response {
         let status = self.status();
         let msg = self.public_message();
+        let retry = self.retry_after();
         let mut res = (status, Json(json!({ "error": msg }))).into_response();
         res.extensions_mut().insert(ErrorMessage(msg));
-        res
+        with_retry_after(res, retry)
     }
 }
 
@@ -87,10 +92,28 @@ impl IntoResponse for Error {
             code = status.as_u16(),
             text = escape(&msg)
         );
+        let retry = self.retry_after();
         let mut res = (status, Html(page)).into_response();
         res.extensions_mut().insert(ErrorMessage(msg));
-        res
+        with_retry_after(res, retry)
     }
+}
+
+impl Error {
+    /// Seconds for `Retry-After`, when the error has them.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Limited(l) => Some(l.retry_after_secs),
+            _ => None,
+        }
+    }
+}
+
+fn with_retry_after(mut res: Response, secs: Option<u64>) -> Response {
+    if let Some(v) = secs.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+        res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    res
 }
 
 /// Minimal HTML escaping for the few strings built outside templates.
@@ -131,6 +154,10 @@ pub async fn htmx_errors(req: Request, next: Next) -> Response {
         )),
     )
         .into_response();
+    if let Some(v) = res.headers().get(axum::http::header::RETRY_AFTER) {
+        out.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v.clone());
+    }
     let h = out.headers_mut();
     h.insert("hx-retarget", HeaderValue::from_static("#toast"));
     h.insert("hx-reswap", HeaderValue::from_static("innerHTML"));

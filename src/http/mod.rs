@@ -10,6 +10,7 @@ mod assets;
 mod batches;
 mod error;
 mod export;
+mod login;
 mod submit;
 mod task;
 mod tasks;
@@ -26,6 +27,7 @@ use axum::{Json, Router, middleware};
 use serde_json::json;
 
 pub use error::Error;
+pub use view::utc;
 
 use crate::actors::ActorSlot;
 use crate::actors::submitter::SubmitterMsg;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub submit_timeout: Duration,
     /// Where /workers reads the result bus's depth.
     pub bus: std::sync::Arc<crate::bus::stats::BusProbe>,
+    /// Who is asking, sessions, rate limits (crate::auth).
+    pub auth: crate::auth::Auth,
 }
 
 /// The whole HTTP surface.
@@ -63,10 +67,17 @@ pub fn app(state: AppState) -> Router {
         .merge(export::router())
         .merge(assets::router())
         .merge(workers::router())
+        .merge(login::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        // Routes merged above this line are all covered by the layers below (outermost last).
         .layer(middleware::from_fn(error::htmx_errors))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::auth::guard,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(crate::auth::headers::security_headers))
         .with_state(state)
 }
 

@@ -93,6 +93,12 @@ pub async fn submit(
     if new.is_empty() {
         return Ok(out);
     }
+    // Rate limits before anything is stored (DESIGN §13): over them, nothing is.
+    state
+        .auth
+        .limits()
+        .submission(&crate::auth::rate_key(), new.len())
+        .map_err(Error::Limited)?;
     let submitter = state.submitter.get().ok_or_else(|| {
         Error::Unavailable("the service is starting or stopping; please retry".into())
     })?;

@@ -73,6 +73,9 @@ macro_rules! on_pool {
     };
 }
 
+// After `on_pool!`, which its queries use.
+pub mod accounts;
+
 /// Reads the task columns (selected as in `TASK_COLUMNS`) of a row.
 macro_rules! task_from_row {
     ($row:expr) => {{

@@ -16,6 +16,7 @@ mod pages;
 
 mod batches;
 mod deploy;
+mod auth;
 mod embedded;
 mod faults;
 mod hostile;
