@@ -155,6 +155,29 @@ impl Running {
     }
 }
 
+/// Creates the first account from `WORDTALLY_ADMIN_PASSWORD(_FILE)` when none exists yet
+/// (how docker-compose sets up a new deployment); does nothing once any account exists.
+async fn first_account(store: &Store, a: &crate::auth::AuthArgs) -> anyhow::Result<()> {
+    let password = match (&a.admin_password_file, &a.admin_password) {
+        (Some(f), _) if !f.is_empty() => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read WORDTALLY_ADMIN_PASSWORD_FILE {f}"))?;
+            text.lines().next().unwrap_or_default().to_string()
+        }
+        (_, Some(p)) => p.clone(),
+        _ => return Ok(()),
+    };
+    if password.is_empty() || store.any_account().await? {
+        return Ok(());
+    }
+    if password.chars().count() < 8 {
+        anyhow::bail!("WORDTALLY_ADMIN_PASSWORD must be at least 8 characters long");
+    }
+    crate::cli::users::add(store, &a.admin_user, &password).await?;
+    tracing::info!(account = %a.admin_user, "created the first account");
+    Ok(())
+}
+
 /// Starts `serve`: opens the database (running migrations), starts the actors and the
 /// web server on `args.listen` (port 0 allowed), and returns at once.
 pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
@@ -164,6 +187,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
     let store = Store::connect(&args.database_url)
         .await
         .with_context(|| format!("cannot open the database {}", redact(&args.database_url)))?;
+    first_account(&store, &args.auth).await?;
     let auth = crate::auth::Auth::new(store.clone(), &args.auth)
         .await
         .context("reading the accounts")?;

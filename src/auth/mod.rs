@@ -64,6 +64,21 @@ pub struct AuthArgs {
     #[arg(long, env = "INSECURE_OPEN", default_value_t = false)]
     pub insecure_open: bool,
 
+    /// First account, created at start-up only while no account exists (e.g. a new
+    /// deployment): its name.
+    #[arg(long, env = "WORDTALLY_ADMIN_USER", default_value = "admin")]
+    pub admin_user: String,
+
+    /// First account's password (see `--admin-user`); prefer `--admin-password-file`.
+    #[arg(long, env = "WORDTALLY_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// File holding the first account's password (e.g. a Docker secret under
+    /// /run/secrets/); its first line is the password.
+    /// (A string, not a path: compose passes an unset variable as an empty value.)
+    #[arg(long, env = "WORDTALLY_ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<String>,
+
     /// How long a sign-in lasts (hours).
     #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 168)]
     pub session_ttl_hours: u64,

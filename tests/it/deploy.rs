@@ -181,6 +181,33 @@ struct Service {
     compose_env: BTreeMap<String, String>,
 }
 
+/// What an operator puts in the shell or `.env` beside the compose file, as this test's
+/// deployment does: the first account's password (docker-compose reads it from there).
+const OPERATOR_ENV: &[(&str, &str)] = &[("WORDTALLY_ADMIN_PASSWORD", "a test passphrase")];
+
+/// Compose's `${NAME}` / `${NAME:-default}` interpolation, from `OPERATOR_ENV` only.
+fn interpolate(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find('}') else {
+            panic!("unterminated ${{ in {value:?}")
+        };
+        let inner = &rest[i + 2..i + j];
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        let v = OPERATOR_ENV
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
+            .unwrap_or(default);
+        out.push_str(v);
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn service(compose: &Yaml, image: &Image, name: &str) -> Service {
     let s = &compose["services"][name];
     assert!(!s.is_badvalue(), "docker-compose.yml has no service {name}");
@@ -203,7 +230,7 @@ fn service(compose: &Yaml, image: &Image, name: &str) -> Service {
                     !v.is_null(),
                     "{name}: {k} has no value (taken from the host), which this test cannot check"
                 );
-                compose_env.insert(k.clone(), scalar(v, &k));
+                compose_env.insert(k.clone(), interpolate(&scalar(v, &k)));
             }
         }
         Yaml::Array(items) => {
@@ -212,7 +239,7 @@ fn service(compose: &Yaml, image: &Image, name: &str) -> Service {
                 let (k, v) = item
                     .split_once('=')
                     .unwrap_or_else(|| panic!("{name}: environment entry {item} has no `=`"));
-                compose_env.insert(k.into(), v.into());
+                compose_env.insert(k.into(), interpolate(v));
             }
         }
         Yaml::BadValue => {}
@@ -615,7 +642,35 @@ async fn image_entrypoint_and_healthcheck_run_with_the_compose_environment() {
     // app runs no workers (WORKERS=0): only the compose worker can finish this task. The
     // SSRF guard (on, as in the compose file) refuses the loopback page without a fetch.
     wordtally::fetch::install_crypto_provider();
-    let client = reqwest::Client::new();
+    // `serve` made the first account from WORDTALLY_ADMIN_PASSWORD (the port is not
+    // loopback, so it would not start without one); a token of that account drives the API.
+    let db_url = app_env
+        .iter()
+        .find(|(k, _)| *k == "DATABASE_URL")
+        .map(|(_, v)| v.clone())
+        .expect("app has DATABASE_URL");
+    let admin = interpolate("${WORDTALLY_ADMIN_USER:-admin}");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wordtally"))
+        .args(["token", "create", "deploy-check", "--user", &admin])
+        .env("DATABASE_URL", &db_url)
+        .output()
+        .await
+        .expect("run wordtally token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     let body: serde_json::Value = client
         .post(format!("{base}/api/tasks"))
         .json(&serde_json::json!({ "addresses": ["http://127.0.0.1:9/"] }))

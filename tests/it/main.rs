@@ -14,9 +14,9 @@ mod nsq_broker;
 mod helpers;
 mod pages;
 
+mod auth;
 mod batches;
 mod deploy;
-mod auth;
 mod embedded;
 mod faults;
 mod hostile;
