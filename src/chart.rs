@@ -108,23 +108,8 @@ impl Frame {
     }
 }
 
-const STYLE: &str = "<style>\
-.wt-chart text{fill:currentColor;font:11px system-ui,sans-serif}\
-.wt-chart .grid{stroke:currentColor;stroke-opacity:.18}\
-.wt-chart .axis{stroke:currentColor;stroke-opacity:.5}\
-.wt-chart .ok{fill:#2e7d32}.wt-chart .truncated{fill:#f9a825}\
-.wt-chart .http_error{fill:#ef6c00}.wt-chart .failed{fill:#c62828}\
-.wt-chart .cancelled{fill:#757575}\
-.wt-chart .p50{stroke:#1565c0;fill:none;stroke-width:2}\
-.wt-chart .p95{stroke:#8e24aa;fill:none;stroke-width:2;stroke-dasharray:4 3}\
-.wt-chart .p50-dot{fill:#1565c0}.wt-chart .p95-dot{fill:#8e24aa}\
-@media (prefers-color-scheme: dark){\
-.wt-chart .ok{fill:#66bb6a}.wt-chart .truncated{fill:#ffd54f}\
-.wt-chart .http_error{fill:#ffa726}.wt-chart .failed{fill:#ef5350}\
-.wt-chart .cancelled{fill:#bdbdbd}\
-.wt-chart .p50{stroke:#64b5f6}.wt-chart .p95{stroke:#ce93d8}\
-.wt-chart .p50-dot{fill:#64b5f6}.wt-chart .p95-dot{fill:#ce93d8}}\
-</style>";
+// The chart's colours live in static/app.css (`.wt-chart …`): an inline <style> would
+// break the strict Content-Security-Policy (style-src 'self').
 
 /// The outcomes in stacking order (bottom first) with their parts of a bucket.
 fn parts(b: &Bucket) -> [(&'static str, i64); 5] {
@@ -145,7 +130,7 @@ fn open_svg(out: &mut String, f: &Frame, label: &str) {
     let _ = write!(
         out,
         "<svg class=\"wt-chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" \
-         width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{label}\">{STYLE}",
+         width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{label}\">",
         w = f.width,
         h = f.height
     );

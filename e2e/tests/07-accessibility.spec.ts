@@ -12,6 +12,13 @@ import type { E2eState } from '../support/state';
  */
 const ALSO_FAIL = ['page-has-heading-one', 'landmark-unique', 'landmark-one-main', 'region', 'heading-order'];
 
+/** POST to the JSON API as the signed-in page would (its CSRF token, same origin). */
+async function apiPost(page: Page, env: E2eState, path: string, data?: unknown) {
+  if (!page.url().startsWith(env.baseURL)) await page.goto('/tasks');
+  const headers = JSON.parse((await page.locator('body').getAttribute('hx-headers')) ?? '{}');
+  return page.request.post(path, { data, headers: { ...headers, origin: env.baseURL } });
+}
+
 type PageState = { name: string; open: (page: Page, env: E2eState) => Promise<void> };
 
 const PAGES: PageState[] = [
@@ -46,6 +53,52 @@ const PAGES: PageState[] = [
       // A long rejected line too: it must wrap, not widen the page.
       await submitAddresses(page, ['ftp://x', 'not a url with spaces', `ftp://${'x'.repeat(150)}`]);
       await expect(page.locator('#submit-result ul.rejected li')).toHaveCount(3);
+    },
+  },
+  {
+    name: '/batches, the list with a finished batch',
+    open: async (page, env) => {
+      const r = await apiPost(page, env, '/api/tasks', {
+        addresses: [`${env.pagesURL}/a11y-b-${uniq()}/2.html`],
+        label: 'a11y list',
+      });
+      expect(r.status()).toBe(201);
+      await page.goto('/batches');
+      await expect(page.locator('.batch-card').first()).toBeVisible();
+    },
+  },
+  {
+    name: '/batches/{id}, a batch page with its actions open',
+    open: async (page, env) => {
+      const t = uniq();
+      const r = await apiPost(page, env, '/api/tasks', {
+        addresses: [`${env.pagesURL}/a11y-p-${t}/3.html`, `${env.pagesURL}/a11y-p-${t}/missing`],
+        label: `a batch with a rather long label to wrap on a phone ${'x'.repeat(40)}`,
+      });
+      const { batch_id } = await r.json();
+      await page.goto(`/batches/${batch_id}`);
+      await expect(page.locator('#batch-panel svg.progress')).toHaveAttribute('data-percent', '100', { timeout: 30_000 });
+      for (const s of await page.locator('details.confirm summary').all()) await s.click();
+    },
+  },
+  {
+    name: '/tasks/{id}, a task page with history',
+    open: async (page, env) => {
+      const r = await apiPost(page, env, '/api/tasks', { addresses: [`${env.pagesURL}/a11y-t-${uniq()}/missing`] });
+      const id = (await r.json()).tasks[0].id;
+      await expect
+        .poll(async () => (await (await page.request.get(`/api/tasks/${id}`)).json()).status, { timeout: 30_000 })
+        .toBe('FINISHED');
+      expect((await apiPost(page, env, `/api/tasks/${id}/retry`)).status()).toBe(202);
+      await page.goto(`/tasks/${id}`);
+      await expect(page.locator('#history')).toBeVisible({ timeout: 30_000 });
+    },
+  },
+  {
+    name: '/workers',
+    open: async (page) => {
+      await page.goto('/workers');
+      await expect(page.getByRole('heading', { level: 1 })).toBeVisible();
     },
   },
 ];

@@ -48,6 +48,8 @@ const RETENTION_BATCHES: i64 = 10;
 #[derive(Clone, Debug, Default)]
 pub struct Submission {
     pub label: Option<String>,
+    /// Who submitted it (see `http::actions::who`).
+    pub created_by: Option<String>,
     pub tasks: Vec<NewTask>,
 }
 
@@ -289,7 +291,7 @@ impl Actor for Submitter {
             SubmitterMsg::Submit(sub, reply) => {
                 let (batch_id, mut tasks) = match state
                     .store
-                    .insert_batch(sub.label.as_deref(), &sub.tasks)
+                    .insert_batch_by(sub.label.as_deref(), sub.created_by.as_deref(), &sub.tasks)
                     .await
                 {
                     Ok(t) => t,

@@ -12,6 +12,19 @@ use crate::model::{Task, TaskStatus};
 use crate::outcome::Outcome;
 use crate::store::{CHUNK, CancelledRun, TaskFilter};
 
+/// Who the current request is, as the audit log and the pages name them.
+pub fn who() -> String {
+    use crate::auth::Who;
+    match crate::auth::current_who() {
+        Who::Account { name, .. } => format!("account {name}"),
+        Who::Token { name, .. } => format!("token {name}"),
+        Who::Anonymous => match crate::auth::current_client() {
+            Some(a) => format!("anonymous ({a})"),
+            None => "anonymous".to_string(),
+        },
+    }
+}
+
 /// Queues the new runs of retried tasks through the Submitter (which marks them queued).
 /// If the queue is down they wait as NOT_STARTED and the reconciler queues them later, so
 /// this never fails the request once the database has the new runs.
@@ -54,7 +67,7 @@ async fn tell_queue(state: &AppState, runs: &[CancelledRun]) {
 
 /// Retries one finished task: a new run. 409 while it is unfinished.
 pub async fn retry_task(state: &AppState, id: i64) -> Result<Task, Error> {
-    let mut retried = state.store.retry_tasks(&[id]).await?;
+    let mut retried = state.store.retry_tasks_by(&[id], &who()).await?;
     match retried.pop() {
         Some(t) => {
             metrics::counter!("wordtally_retried_total").increment(1);
@@ -78,7 +91,7 @@ pub async fn retry_task(state: &AppState, id: i64) -> Result<Task, Error> {
 
 /// Cancels one unfinished task. 409 when it finished first (its result won).
 pub async fn cancel_task(state: &AppState, id: i64) -> Result<Task, Error> {
-    let runs = state.store.cancel_tasks(&[id]).await?;
+    let runs = state.store.cancel_tasks_by(&[id], &who()).await?;
     tell_queue(state, &runs).await;
     let v = state.store.get_task(id).await?.ok_or(Error::NotFound)?;
     if runs.is_empty() {
@@ -127,6 +140,7 @@ pub async fn retry_matching(
     outcomes: &[Outcome],
 ) -> Result<usize, Error> {
     let mut total = 0;
+    let who = &who();
     for &o in outcomes {
         if filter.outcome.is_some_and(|f| f != o) {
             continue;
@@ -140,7 +154,7 @@ pub async fn retry_matching(
             ..filter.clone()
         };
         total += walk(state, &f, |ids| async move {
-            let tasks = state.store.retry_tasks(&ids).await?;
+            let tasks = state.store.retry_tasks_by(&ids, who).await?;
             let n = tasks.len();
             enqueue(state, tasks).await;
             Ok(n)
@@ -154,6 +168,7 @@ pub async fn retry_matching(
 /// Cancels every unfinished task matching `filter`.
 pub async fn cancel_matching(state: &AppState, filter: &TaskFilter) -> Result<usize, Error> {
     let mut total = 0;
+    let who = &who();
     for s in [TaskStatus::NotStarted, TaskStatus::Pending] {
         if filter.status.is_some_and(|f| f != s) || filter.outcome.is_some() {
             continue;
@@ -163,7 +178,7 @@ pub async fn cancel_matching(state: &AppState, filter: &TaskFilter) -> Result<us
             ..filter.clone()
         };
         total += walk(state, &f, |ids| async move {
-            let runs = state.store.cancel_tasks(&ids).await?;
+            let runs = state.store.cancel_tasks_by(&ids, who).await?;
             tell_queue(state, &runs).await;
             Ok(runs.len())
         })
@@ -184,7 +199,7 @@ pub async fn delete_batch(state: &AppState, id: i64) -> Result<(), Error> {
         ..Default::default()
     };
     cancel_matching(state, &filter).await?;
-    if !state.store.delete_batch(id).await? {
+    if !state.store.delete_batch_by(id, &who()).await? {
         return Err(Error::NotFound);
     }
     tracing::info!(batch = id, "batch deleted");

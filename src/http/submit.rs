@@ -104,7 +104,16 @@ pub async fn submit(
     })?;
     let answer = submitter
         .call(
-            |reply| SubmitterMsg::Submit(Submission { label, tasks: new }, reply),
+            |reply| {
+                SubmitterMsg::Submit(
+                    Submission {
+                        label,
+                        created_by: Some(super::actions::who()),
+                        tasks: new,
+                    },
+                    reply,
+                )
+            },
             Some(state.submit_timeout),
         )
         .await

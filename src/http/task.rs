@@ -129,6 +129,10 @@ pub struct TaskPanel {
     pub current: Option<ResultView>,
     pub history: Vec<ResultView>,
     pub poll_url: String,
+    /// Who submitted its batch.
+    pub submitted_by: String,
+    /// "retried by … at … (run 2)", newest first.
+    pub actions: Vec<String>,
 }
 
 #[derive(Template)]
@@ -147,6 +151,30 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
     let version = state.store.stats().await?.version;
     let v: TaskView = state.store.get_task(id).await?.ok_or(Error::NotFound)?;
     let history: Vec<RunRecord> = state.store.history(id, v.task.run).await?;
+    let submitted_by = match v.task.batch_id {
+        Some(b) => state
+            .store
+            .get_batch(b)
+            .await?
+            .and_then(|b| b.created_by)
+            .unwrap_or_else(|| "unknown".into()),
+        None => "unknown".into(),
+    };
+    let actions = state
+        .store
+        .task_audit(id)
+        .await?
+        .into_iter()
+        .map(|a| {
+            let verb = match a.action.as_str() {
+                "retry" => "retried",
+                "cancel" => "cancelled",
+                other => other,
+            };
+            let run = a.run.map(|r| format!(" (run {r})")).unwrap_or_default();
+            format!("{verb} by {} at {}{run}", a.who, utc(a.at))
+        })
+        .collect();
     let t = &v.task;
     let o = &t.options;
     let options = vec![
@@ -193,6 +221,8 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
                 .map(|h| ResultView::of(h.run, &h.result))
                 .collect(),
             poll_url: format!("/tasks/{id}/panel?v={version}"),
+            submitted_by,
+            actions,
         },
         version,
     ))

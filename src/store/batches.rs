@@ -36,6 +36,8 @@ pub struct Batch {
     pub updated_at: i64,
     /// When its last unfinished task finished; None while any is unfinished.
     pub finished_at: Option<i64>,
+    /// Who submitted it ("account NAME", "token NAME", "anonymous (ADDRESS)").
+    pub created_by: Option<String>,
 }
 
 impl Batch {
@@ -77,7 +79,7 @@ pub struct BatchDistribution {
 
 const BATCH_COLUMNS: &str = "id, label, created_at, word, case_sensitive, whole_word, scope, \
      total, not_started, pending, finished, ok, http_error, failed, truncated, cancelled, \
-     words_total, version, updated_at, finished_at";
+     words_total, version, updated_at, finished_at, created_by";
 
 macro_rules! batch_from_row {
     ($row:expr) => {{
@@ -106,6 +108,7 @@ macro_rules! batch_from_row {
             version: row.try_get("version")?,
             updated_at: row.try_get("updated_at")?,
             finished_at: row.try_get("finished_at")?,
+            created_by: row.try_get("created_by")?,
         }
     }};
 }
@@ -190,6 +193,11 @@ impl Store {
     /// database is never locked for long; the totals follow each chunk. Returns false if
     /// there was no such batch.
     pub async fn delete_batch(&self, id: i64) -> StoreResult<bool> {
+        self.delete_batch_by(id, "system").await
+    }
+
+    /// `delete_batch`, recording who deleted it in the audit log (which outlives it).
+    pub async fn delete_batch_by(&self, id: i64, who: &str) -> StoreResult<bool> {
         if self.get_batch(id).await?.is_none() {
             return Ok(false);
         }
@@ -231,6 +239,14 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(
+                "INSERT INTO audit (at, who, action, batch_id) VALUES ($1, $2, 'delete', $3)",
+            )
+            .bind(now_ms())
+            .bind(who)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         });
         Ok(true)

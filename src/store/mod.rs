@@ -31,7 +31,7 @@ use sqlx::{PgPool, QueryBuilder, Row, SqlitePool};
 
 pub use self::batches::{Batch, BatchDistribution, BatchFilter};
 pub use self::results::StoreOutcome;
-pub use self::runs::CancelledRun;
+pub use self::runs::{AuditEntry, CancelledRun};
 pub use self::tasks::{NewTask, TaskFilter};
 use crate::model::{Stats, TaskStatus};
 use crate::outcome::Outcome;

@@ -14,6 +14,17 @@ use super::{
 use crate::model::{RunRecord, Task, TaskStatus, now_ms};
 use crate::outcome::Outcome;
 
+/// One recorded action on a task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub who: String,
+    /// `retry` or `cancel`.
+    pub action: String,
+    /// The run it started (retry) or ended (cancel).
+    pub run: Option<i32>,
+}
+
 /// A task's run that was cancelled: what the queue needs to drop its job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CancelledRun {
@@ -26,6 +37,11 @@ impl Store {
     /// back to NOT_STARTED, outcome cleared, the old result kept as history. Unfinished
     /// tasks are left alone. Returns the retried tasks, for the Submitter to queue.
     pub async fn retry_tasks(&self, ids: &[i64]) -> StoreResult<Vec<Task>> {
+        self.retry_tasks_by(ids, "system").await
+    }
+
+    /// `retry_tasks`, recording who retried each task (and the run it started).
+    pub async fn retry_tasks_by(&self, ids: &[i64], who: &str) -> StoreResult<Vec<Task>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -68,6 +84,18 @@ impl Store {
                 for row in qb.build().fetch_all(&mut *tx).await? {
                     out.push(task_from_row!(&row));
                 }
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO audit (at, who, action, batch_id, task_id, run) ",
+                );
+                qb.push_values(&out, |mut b, t| {
+                    b.push_bind(now)
+                        .push_bind(who)
+                        .push_bind("retry")
+                        .push_bind(t.batch_id)
+                        .push_bind(t.id)
+                        .push_bind(t.run);
+                });
+                qb.build().execute(&mut *tx).await?;
             }
             apply_deltas!(tx, &deltas, now);
             tx.commit().await?;
@@ -81,6 +109,11 @@ impl Store {
     /// whichever commits first wins and the other changes nothing. Returns the runs that
     /// were cancelled.
     pub async fn cancel_tasks(&self, ids: &[i64]) -> StoreResult<Vec<CancelledRun>> {
+        self.cancel_tasks_by(ids, "system").await
+    }
+
+    /// `cancel_tasks`, recording who cancelled each task (and the run it ended).
+    pub async fn cancel_tasks_by(&self, ids: &[i64], who: &str) -> StoreResult<Vec<CancelledRun>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -120,6 +153,22 @@ impl Store {
                 push_ids(&mut qb, &chosen);
                 qb.push(")");
                 qb.build().execute(&mut *tx).await?;
+                let batches: Vec<Option<i64>> = rows
+                    .iter()
+                    .map(|r| r.try_get("batch_id"))
+                    .collect::<Result<_, _>>()?;
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO audit (at, who, action, batch_id, task_id, run) ",
+                );
+                qb.push_values(out.iter().zip(&batches), |mut b, (c, batch)| {
+                    b.push_bind(now)
+                        .push_bind(who)
+                        .push_bind("cancel")
+                        .push_bind(*batch)
+                        .push_bind(c.task_id)
+                        .push_bind(c.run);
+                });
+                qb.build().execute(&mut *tx).await?;
             }
             apply_deltas!(tx, &deltas, now);
             let rollup: Vec<RollupRow> = out
@@ -135,6 +184,29 @@ impl Store {
             tx.commit().await?;
         });
         Ok(out)
+    }
+
+    /// What people did to a task (retries, cancels), newest first.
+    pub async fn task_audit(&self, task_id: i64) -> StoreResult<Vec<AuditEntry>> {
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT at, who, action, run FROM audit WHERE task_id = $1 \
+                 ORDER BY id DESC LIMIT 100",
+            )
+            .bind(task_id)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(AuditEntry {
+                    at: r.try_get("at")?,
+                    who: r.try_get("who")?,
+                    action: r.try_get("action")?,
+                    run: r.try_get("run")?,
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// The results of a task's earlier runs (before `run`), newest first.

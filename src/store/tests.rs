@@ -484,3 +484,50 @@ fn job_result_without_run_means_run_one() {
     assert_eq!(r.run, 1);
     assert!(r.result.attempt_log.is_empty());
 }
+
+#[tokio::test]
+async fn who_did_what_is_recorded() {
+    let store = memory_store().await;
+    let (batch, tasks) = store
+        .insert_batch_by(None, Some("account ann"), &tasks_n(2))
+        .await
+        .unwrap();
+    let batch = batch.unwrap();
+    assert_eq!(
+        store
+            .get_batch(batch)
+            .await
+            .unwrap()
+            .unwrap()
+            .created_by
+            .as_deref(),
+        Some("account ann")
+    );
+    let (a, b) = (tasks[0].id, tasks[1].id);
+    store.cancel_tasks_by(&[a, b], "token ci").await.unwrap();
+    store.retry_tasks_by(&[a], "account bob").await.unwrap();
+    let log = store.task_audit(a).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].action.as_str(), log[0].who.as_str(), log[0].run),
+        ("retry", "account bob", Some(2))
+    );
+    assert_eq!(
+        (log[1].action.as_str(), log[1].who.as_str(), log[1].run),
+        ("cancel", "token ci", Some(1))
+    );
+    assert_eq!(store.task_audit(b).await.unwrap().len(), 1);
+    // Nothing to do records nothing.
+    store.cancel_tasks_by(&[b], "token ci").await.unwrap();
+    assert_eq!(store.task_audit(b).await.unwrap().len(), 1);
+    assert!(store.delete_batch_by(batch, "account ann").await.unwrap());
+    on_pool!(&store, |pool| {
+        let (who, action): (String, String) =
+            sqlx::query_as("SELECT who, action FROM audit WHERE batch_id = $1 AND task_id IS NULL")
+                .bind(batch)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!((who.as_str(), action.as_str()), ("account ann", "delete"));
+    });
+}

@@ -191,6 +191,8 @@ async fn batch_story(app: &TestApp, pages: &PageServer) {
         .unwrap();
     assert!(task_page.contains("Run 1:"), "history on the task page");
     assert!(task_page.contains("attempt 1: HTTP 200"), "{task_page}");
+    assert!(task_page.contains("submitted by anonymous"), "{task_page}");
+    assert!(task_page.contains("retried by anonymous"), "who retried it");
 
     // A task that is still running: retry is refused with a reason; cancel wins; its
     // result, arriving later, changes nothing.
