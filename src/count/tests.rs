@@ -301,6 +301,7 @@ fn windows_1251_via_meta() {
         s,
         CountSummary {
             count: 3,
+            counts: vec![3],
             charset: "windows-1251",
             charset_source: CharsetSource::Meta
         }
