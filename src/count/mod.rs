@@ -256,6 +256,12 @@ const DECODE_BUF_BYTES: usize = 16 * 1024;
 
 struct Decoding {
     decoder: Decoder,
+    /// UTF-8 bodies skip `decoder`: they are validated where they are (`std::str::from_utf8`,
+    /// which replaces malformed input by the same "maximal subpart" rule as encoding_rs)
+    /// and passed on without a copy.
+    utf8: bool,
+    /// The incomplete UTF-8 sequence at the end of the previous chunk (at most 3 bytes).
+    carry: Vec<u8>,
     charset: &'static str,
     source: CharsetSource,
 }
@@ -364,6 +370,8 @@ impl BodyCounter {
             early.unwrap_or_else(|| charset::detect(&self.prefix, self.content_type, at_eof));
         self.decoding = Some(Decoding {
             decoder: detected.encoding.new_decoder_without_bom_handling(),
+            utf8: detected.encoding == encoding_rs::UTF_8,
+            carry: Vec::new(),
             charset: detected.encoding.name(),
             source: detected.source,
         });
@@ -377,6 +385,14 @@ impl BodyCounter {
         let Some(decoding) = &mut self.decoding else {
             return;
         };
+        if decoding.utf8 {
+            let carry = std::mem::take(&mut decoding.carry);
+            let carry = self.decode_utf8(carry, src, last);
+            if let Some(d) = &mut self.decoding {
+                d.carry = carry;
+            }
+            return;
+        }
         loop {
             self.decode_buf.clear();
             let (result, read, _replaced) =
@@ -387,6 +403,72 @@ impl BodyCounter {
             src = &src[read..];
             if result == encoding_rs::CoderResult::InputEmpty {
                 break;
+            }
+        }
+    }
+
+    /// The UTF-8 path of [`decode`](Self::decode): `carry` is the incomplete sequence left
+    /// by the previous chunk; returns the one this chunk leaves (empty when `last`).
+    fn decode_utf8(&mut self, mut carry: Vec<u8>, src: &[u8], last: bool) -> Vec<u8> {
+        let mut rest = src;
+        if !carry.is_empty() {
+            // Complete (or reject) the carried sequence with the first bytes of `src`.
+            let held = carry.len();
+            let take = (4 - held).min(rest.len());
+            carry.extend_from_slice(&rest[..take]);
+            match std::str::from_utf8(&carry) {
+                Ok(s) => {
+                    self.pipeline.push_str(s);
+                    rest = &rest[take..];
+                }
+                Err(e) if e.valid_up_to() > 0 => {
+                    let v = e.valid_up_to();
+                    if let Ok(s) = std::str::from_utf8(&carry[..v]) {
+                        self.pipeline.push_str(s);
+                    }
+                    rest = &rest[v - held..];
+                }
+                Err(e) => match e.error_len() {
+                    Some(l) => {
+                        self.pipeline.push_str("\u{FFFD}");
+                        rest = &rest[l.saturating_sub(held).min(take)..];
+                    }
+                    None if last => {
+                        self.pipeline.push_str("\u{FFFD}");
+                        return Vec::new();
+                    }
+                    // Still incomplete: `src` was shorter than the sequence.
+                    None => return carry,
+                },
+            }
+            carry.clear();
+        }
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    self.pipeline.push_str(s);
+                    return carry;
+                }
+                Err(e) => {
+                    let v = e.valid_up_to();
+                    if let Ok(s) = std::str::from_utf8(&rest[..v]) {
+                        self.pipeline.push_str(s);
+                    }
+                    match e.error_len() {
+                        Some(l) => {
+                            self.pipeline.push_str("\u{FFFD}");
+                            rest = &rest[v + l..];
+                        }
+                        None if last => {
+                            self.pipeline.push_str("\u{FFFD}");
+                            return carry;
+                        }
+                        None => {
+                            carry.extend_from_slice(&rest[v..]);
+                            return carry;
+                        }
+                    }
+                }
             }
         }
     }
