@@ -1,7 +1,7 @@
 //! wordtally's benchmarks (DESIGN §9), one binary with a mode per measurement:
 //!
 //! ```text
-//! cargo bench --bench wordtally -- counting
+//! cargo bench --bench wordtally -- counting [ROW_FILTER] [MAX_PAGES]
 //! cargo bench --bench wordtally -- pipeline [TASKS] [WORKER_PROCS] [WORKERS_EACH]
 //! cargo bench --bench wordtally -- latency  [RATE_PER_S] [SECONDS]
 //! cargo bench --bench wordtally -- poll     [TASKS]
@@ -53,7 +53,10 @@ fn main() {
         .build()
         .expect("runtime");
     match mode {
-        "counting" => counting(),
+        "counting" => counting(
+            args.get(1).map(String::as_str),
+            args.get(2).and_then(|s| s.parse().ok()),
+        ),
         "pipeline" => rt.block_on(pipeline(
             num(1, 2000),
             num(2, 2) as usize,
@@ -204,8 +207,13 @@ fn str_chunks(s: &str, chunk: usize) -> impl Iterator<Item = &str> {
     })
 }
 
-fn counting() {
-    let (what, pages) = corpus_pages();
+/// `counting [ROW_FILTER] [MAX_PAGES]`: every row over the whole corpus by default; a
+/// filter (substring of the row name) and a page limit make a small run for callgrind.
+fn counting(filter: Option<&str>, max_pages: Option<usize>) {
+    let (what, mut pages) = corpus_pages();
+    if let Some(max) = max_pages {
+        pages.truncate(max);
+    }
     let total: usize = pages.iter().map(String::len).sum();
     let mb = total as f64 / (1024.0 * 1024.0);
     let chunk = 16 * 1024;
@@ -326,6 +334,9 @@ fn counting() {
         ),
     ];
     for (name, f) in rows {
+        if filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
         let (t, n) = time_best(5, f);
         println!(
             "| {name} | {n} | {:.1} ms | {:.0} |",
@@ -334,7 +345,8 @@ fn counting() {
         );
     }
     println!(
-        "\n(corpus: {what}, {mb:.1} MiB; fed page by page in {} KiB chunks, one core)",
+        "\n(corpus: {what}, {} pages used, {mb:.1} MiB; fed page by page in {} KiB chunks, one core)",
+        pages.len(),
         chunk / 1024
     );
 }

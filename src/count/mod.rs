@@ -256,9 +256,9 @@ const DECODE_BUF_BYTES: usize = 16 * 1024;
 
 struct Decoding {
     decoder: Decoder,
-    /// UTF-8 bodies skip `decoder`: they are validated where they are (`std::str::from_utf8`,
-    /// which replaces malformed input by the same "maximal subpart" rule as encoding_rs)
-    /// and passed on without a copy.
+    /// UTF-8 bodies skip `decoder`: they are validated where they are (`simdutf8`'s
+    /// std-compatible validator; malformed input becomes U+FFFD by the same "maximal
+    /// subpart" rule as encoding_rs) and passed on without a copy.
     utf8: bool,
     /// The incomplete UTF-8 sequence at the end of the previous chunk (at most 3 bytes).
     carry: Vec<u8>,
@@ -444,14 +444,16 @@ impl BodyCounter {
             carry.clear();
         }
         loop {
-            match std::str::from_utf8(rest) {
+            // simdutf8's std-compatible validator: same `valid_up_to`/`error_len` as
+            // `std::str::from_utf8`, several times faster on mostly-ASCII pages.
+            match simdutf8::compat::from_utf8(rest) {
                 Ok(s) => {
                     self.pipeline.push_str(s);
                     return carry;
                 }
                 Err(e) => {
                     let v = e.valid_up_to();
-                    if let Ok(s) = std::str::from_utf8(&rest[..v]) {
+                    if let Ok(s) = simdutf8::compat::from_utf8(&rest[..v]) {
                         self.pipeline.push_str(s);
                     }
                     match e.error_len() {

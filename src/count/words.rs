@@ -10,6 +10,8 @@
 //! (overlapping search); a per-word "next eligible start" filters them into each word's own
 //! left-to-right, non-overlapping sequence.
 
+use std::sync::{Mutex, OnceLock};
+
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 use super::matcher::{Matcher, floor_char_boundary, is_word_char, push_lowercased};
@@ -67,6 +69,48 @@ impl Counter {
     }
 }
 
+/// Automata built recently, keyed by their (folded) needles. Building a DFA for 20 words
+/// costs more than scanning a typical page with it, and a worker counts the same word list
+/// on many pages, so bodies share the automaton (an `AhoCorasick` clone is an `Arc`).
+static AUTOMATA: OnceLock<Mutex<Vec<CachedAutomaton>>> = OnceLock::new();
+/// A cache entry: the needles and their automaton.
+type CachedAutomaton = (Vec<String>, AhoCorasick);
+/// Word lists kept in [`AUTOMATA`] (oldest dropped first); small, so lookup is a scan.
+const AUTOMATA_CAP: usize = 16;
+
+/// The automaton for `needles` (`None` when there is none), from the cache if possible.
+fn automaton(needles: &[String]) -> Option<AhoCorasick> {
+    if needles.is_empty() {
+        return None;
+    }
+    let cache = AUTOMATA.get_or_init(|| Mutex::new(Vec::new()));
+    // A poisoned lock only means another thread panicked mid-update: skip the cache.
+    if let Ok(c) = cache.lock()
+        && let Some((_, ac)) = c.iter().find(|(n, _)| n == needles)
+    {
+        return Some(ac.clone());
+    }
+    // A DFA is the fastest kind for a handful of short needles; fall back to the default
+    // choice if it cannot be built (it always can for ≤ 20 × 400 bytes).
+    let ac = AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(needles)
+        .or_else(|_| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .build(needles)
+        })
+        .ok()?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= AUTOMATA_CAP {
+            c.remove(0);
+        }
+        c.push((needles.to_vec(), ac.clone()));
+    }
+    Some(ac)
+}
+
 /// Streaming counter of several needles in one pass.
 ///
 /// Memory: like [`Matcher`], the pending buffer is trimmed after every scan to at most the
@@ -116,22 +160,7 @@ impl MultiMatcher {
             };
             word_to_pattern.push(Some(id));
         }
-        let ac = if needles.is_empty() {
-            None
-        } else {
-            // A DFA is the fastest kind for a handful of short needles; fall back to the
-            // default choice if it cannot be built (it always can for ≤ 20 × 400 bytes).
-            AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&needles)
-                .or_else(|_| {
-                    AhoCorasick::builder()
-                        .match_kind(MatchKind::Standard)
-                        .build(&needles)
-                })
-                .ok()
-        };
+        let ac = automaton(&needles);
         MultiMatcher {
             ac,
             max_len: needles.iter().map(String::len).max().unwrap_or(0),
