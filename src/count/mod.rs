@@ -444,11 +444,6 @@ impl BodyCounter {
             carry.clear();
         }
         loop {
-            // The common case, valid input: simdutf8's fastest validator (no error details).
-            if let Ok(s) = simdutf8::basic::from_utf8(rest) {
-                self.pipeline.push_str(s);
-                return carry;
-            }
             // simdutf8's std-compatible validator: same `valid_up_to`/`error_len` as
             // `std::str::from_utf8`, several times faster on mostly-ASCII pages.
             match simdutf8::compat::from_utf8(rest) {
