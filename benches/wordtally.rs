@@ -1,7 +1,7 @@
 //! wordtally's benchmarks (DESIGN §9), one binary with a mode per measurement:
 //!
 //! ```text
-//! cargo bench --bench wordtally -- counting
+//! cargo bench --bench wordtally -- counting [ROW_FILTER] [MAX_PAGES]
 //! cargo bench --bench wordtally -- pipeline [TASKS] [WORKER_PROCS] [WORKERS_EACH]
 //! cargo bench --bench wordtally -- latency  [RATE_PER_S] [SECONDS]
 //! cargo bench --bench wordtally -- poll     [TASKS]
@@ -53,7 +53,10 @@ fn main() {
         .build()
         .expect("runtime");
     match mode {
-        "counting" => counting(),
+        "counting" => counting(
+            args.get(1).map(String::as_str),
+            args.get(2).and_then(|s| s.parse().ok()),
+        ),
         "pipeline" => rt.block_on(pipeline(
             num(1, 2000),
             num(2, 2) as usize,
@@ -69,7 +72,7 @@ fn main() {
 // ------------------------------------------------------------------ counting
 
 /// ~16 MiB of HTML shaped like documentation: paragraphs, inline markup, code, scripts.
-fn corpus() -> Vec<u8> {
+fn synthetic_corpus() -> Vec<u8> {
     let block = "<div class=\"section\"><h2>Using Python &amp; friends</h2>\
         <p>The <b>python</b> interpreter reads <code>python3 script.py</code>; \
         <a href=\"/python/\" title=\"python docs\">see the tutorial</a> for Pythonic idioms.</p>\
@@ -86,6 +89,43 @@ fn corpus() -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The pages of the counting corpus: every `*.html` under `WORDTALLY_CORPUS` (default
+/// Debian's python3.11-doc, `/usr/share/doc/python3.11/html`, 530 pages), or the synthetic
+/// corpus as one page when that directory is missing.
+fn corpus_pages() -> (String, Vec<String>) {
+    let dir = std::env::var("WORDTALLY_CORPUS")
+        .unwrap_or_else(|_| "/usr/share/doc/python3.11/html".to_owned());
+    let mut files = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(&dir)];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "html") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let pages: Vec<String> = files
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect();
+    if pages.is_empty() {
+        let synthetic = String::from_utf8_lossy(&synthetic_corpus()).into_owned();
+        return (
+            "synthetic documentation-like HTML (python3.11-doc not installed)".to_owned(),
+            vec![synthetic],
+        );
+    }
+    (format!("{} pages of {dir}", pages.len()), pages)
+}
+
 fn time_best<F: FnMut() -> u64>(runs: usize, mut f: F) -> (Duration, u64) {
     let mut best = Duration::MAX;
     let mut result = 0;
@@ -97,63 +137,206 @@ fn time_best<F: FnMut() -> u64>(runs: usize, mut f: F) -> (Duration, u64) {
     (best, result)
 }
 
-fn counting() {
-    let body = corpus();
-    let mb = body.len() as f64 / (1024.0 * 1024.0);
-    let chunk = 16 * 1024;
-    let feed = |opts: CountOptions| {
-        let mut c = BodyCounter::new(&opts, Some("text/html; charset=utf-8"));
-        for part in body.chunks(chunk) {
-            c.feed(part);
+/// 20 common words of technical documentation (many matches: a heavy case).
+const TWENTY_WORDS: [&str; 20] = [
+    "python", "the", "and", "module", "function", "class", "return", "value", "object", "file",
+    "string", "list", "type", "data", "error", "example", "import", "default", "method", "code",
+];
+
+/// html5ever sink that only sums the length of character tokens (a bare tokenizer pass).
+struct BareSink(std::cell::Cell<u64>);
+
+impl html5ever::tokenizer::TokenSink for BareSink {
+    type Handle = ();
+    fn process_token(
+        &self,
+        token: html5ever::tokenizer::Token,
+        _line: u64,
+    ) -> html5ever::tokenizer::TokenSinkResult<()> {
+        if let html5ever::tokenizer::Token::CharacterTokens(t) = token {
+            self.0.set(self.0.get() + t.len() as u64);
         }
-        c.finish().count
+        html5ever::tokenizer::TokenSinkResult::Continue
+    }
+}
+
+fn html5ever_bare(page: &str, chunk: usize) -> u64 {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, Tokenizer, TokenizerOpts};
+    let tok = Tokenizer::new(BareSink(std::cell::Cell::new(0)), TokenizerOpts::default());
+    let queue = BufferQueue::default();
+    for part in str_chunks(page, chunk) {
+        queue.push_back(StrTendril::from_slice(part));
+        let _ = tok.feed(&queue);
+    }
+    tok.end();
+    tok.sink.0.get()
+}
+
+fn lol_html_bare(page: &str, chunk: usize) -> u64 {
+    use lol_html::{HtmlRewriter, Settings, doc_text};
+    let mut n = 0u64;
+    {
+        let settings = Settings::new().append_document_content_handler(doc_text!(|t| {
+            n += t.as_str().len() as u64;
+            Ok(())
+        }));
+        let mut rw = HtmlRewriter::new(settings, |_: &[u8]| {});
+        for part in page.as_bytes().chunks(chunk) {
+            rw.write(part).expect("lol_html write");
+        }
+        rw.end().expect("lol_html end");
+    }
+    n
+}
+
+/// Splits `s` into pieces of about `chunk` bytes on char boundaries.
+fn str_chunks(s: &str, chunk: usize) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut cut = chunk.min(rest.len());
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let (a, b) = rest.split_at(cut);
+        rest = b;
+        Some(a)
+    })
+}
+
+/// `counting [ROW_FILTER] [MAX_PAGES]`: every row over the whole corpus by default; a
+/// filter (substring of the row name) and a page limit make a small run for callgrind.
+fn counting(filter: Option<&str>, max_pages: Option<usize>) {
+    let (what, mut pages) = corpus_pages();
+    if let Some(max) = max_pages {
+        pages.truncate(max);
+    }
+    let total: usize = pages.iter().map(String::len).sum();
+    let mb = total as f64 / (1024.0 * 1024.0);
+    let chunk = 16 * 1024;
+    let twenty: Vec<String> = TWENTY_WORDS.iter().map(|w| (*w).to_owned()).collect();
+    let one = vec!["python".to_owned()];
+    let feed = |words: &[String], cs: bool, whole: bool, scope: Scope| -> u64 {
+        let mut sum = 0;
+        for page in &pages {
+            let mut c =
+                BodyCounter::new_words(words, cs, whole, scope, Some("text/html; charset=utf-8"));
+            for part in page.as_bytes().chunks(chunk) {
+                c.feed(part);
+            }
+            sum += c.finish().counts.iter().sum::<u64>();
+        }
+        sum
+    };
+    let opts = |cs: bool, whole: bool, scope: Scope| CountOptions {
+        word: "python".into(),
+        case_sensitive: cs,
+        whole_word: whole,
+        scope,
+    };
+    let feed_one = |o: CountOptions| -> u64 {
+        let mut sum = 0;
+        for page in &pages {
+            let mut c = BodyCounter::new(&o, Some("text/html; charset=utf-8"));
+            for part in page.as_bytes().chunks(chunk) {
+                c.feed(part);
+            }
+            sum += c.finish().count;
+        }
+        sum
     };
     println!("| what | count | best of 5 | MB/s |\n|---|---|---|---|");
     type Case<'a> = (&'static str, Box<dyn Fn() -> u64 + 'a>);
     let rows: Vec<Case> = vec![
         (
-            "memchr::memmem count of `python` (baseline, bytes)",
-            Box::new(|| memchr::memmem::find_iter(&body, b"python").count() as u64),
-        ),
-        (
-            "raw, case-sensitive, substring (= str.count)",
+            "memmem: memchr::memmem count of `python` (baseline, bytes)",
             Box::new(|| {
-                feed(CountOptions {
-                    word: "python".into(),
-                    case_sensitive: true,
-                    whole_word: false,
-                    scope: Scope::Raw,
-                })
+                let f = memchr::memmem::Finder::new(b"python");
+                pages
+                    .iter()
+                    .map(|p| f.find_iter(p.as_bytes()).count() as u64)
+                    .sum()
             }),
         ),
         (
+            "raw, case-sensitive, substring (= str.count)",
+            Box::new(|| feed_one(opts(true, false, Scope::Raw))),
+        ),
+        (
+            "raw, case-sensitive, whole word",
+            Box::new(|| feed_one(opts(true, true, Scope::Raw))),
+        ),
+        (
+            "raw, case-insensitive, substring",
+            Box::new(|| feed_one(opts(false, false, Scope::Raw))),
+        ),
+        (
             "raw, case-insensitive, whole word",
+            Box::new(|| feed_one(opts(false, true, Scope::Raw))),
+        ),
+        (
+            "raw, 20 words, case-sensitive, substring",
+            Box::new(|| feed(&twenty, true, false, Scope::Raw)),
+        ),
+        (
+            "raw, 20 words, case-insensitive, whole word",
+            Box::new(|| feed(&twenty, false, true, Scope::Raw)),
+        ),
+        (
+            "lol_html (bare text pass: text handler sums chunk lengths)",
+            Box::new(|| pages.iter().map(|p| lol_html_bare(p, chunk)).sum()),
+        ),
+        (
+            "html5ever (bare tokenizer pass, sums character tokens)",
+            Box::new(|| pages.iter().map(|p| html5ever_bare(p, chunk)).sum()),
+        ),
+        (
+            "text via html5ever (old engine, now the test oracle; decoded text)",
             Box::new(|| {
-                feed(CountOptions {
-                    word: "python".into(),
-                    case_sensitive: false,
-                    whole_word: true,
-                    scope: Scope::Raw,
-                })
+                pages
+                    .iter()
+                    .map(|p| {
+                        wordtally::count::count_text_html5ever(
+                            &one,
+                            false,
+                            true,
+                            Scope::Text,
+                            true,
+                            p,
+                            chunk,
+                        )[0]
+                    })
+                    .sum()
             }),
         ),
         (
             "text (default: case-insensitive, whole word)",
-            Box::new(|| feed(CountOptions::default())),
+            Box::new(|| feed_one(CountOptions::default())),
         ),
         (
             "text, case-sensitive, substring",
-            Box::new(|| {
-                feed(CountOptions {
-                    word: "python".into(),
-                    case_sensitive: true,
-                    whole_word: false,
-                    scope: Scope::Text,
-                })
-            }),
+            Box::new(|| feed_one(opts(true, false, Scope::Text))),
+        ),
+        (
+            "text, 1 word via new_words (default options)",
+            Box::new(|| feed(&one, false, true, Scope::Text)),
+        ),
+        (
+            "text, 20 words (default options)",
+            Box::new(|| feed(&twenty, false, true, Scope::Text)),
+        ),
+        (
+            "text, 20 words, case-sensitive, substring",
+            Box::new(|| feed(&twenty, true, false, Scope::Text)),
         ),
     ];
     for (name, f) in rows {
+        if filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
         let (t, n) = time_best(5, f);
         println!(
             "| {name} | {n} | {:.1} ms | {:.0} |",
@@ -161,7 +344,11 @@ fn counting() {
             mb / t.as_secs_f64()
         );
     }
-    println!("\n(corpus {mb:.1} MiB, fed in {} KiB chunks)", chunk / 1024);
+    println!(
+        "\n(corpus: {what}, {} pages used, {mb:.1} MiB; fed page by page in {} KiB chunks, one core)",
+        pages.len(),
+        chunk / 1024
+    );
 }
 
 // ------------------------------------------------------------------ shared set-up

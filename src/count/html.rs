@@ -1,8 +1,10 @@
 //! HTML text extraction of the **count** step (submit → queue → fetch → **count** → NSQ → DB →
-//! poll): turns a decoded HTML stream into the text a reader sees, for `text` scope.
+//! poll) with html5ever: the **oracle** that the production scanner (`scanner.rs`) is tested
+//! against, and the `html5ever` row of the counting benchmark. It turns a decoded HTML
+//! stream into the text a reader sees, for `text` scope.
 //!
 //! It drives html5ever's streaming tokenizer (not the tree builder, which would hold the
-//! whole DOM) with a [`TokenSink`] that forwards visible text to the [`Matcher`]:
+//! whole DOM) with a [`TokenSink`] that forwards visible text to the [`Counter`]:
 //! * text of `script`, `style`, `noscript` and of anything inside `template` is dropped, as
 //!   are comments, doctypes and attribute values;
 //! * the sink switches the tokenizer into the raw states a browser's tree builder would
@@ -26,7 +28,7 @@ use html5ever::tokenizer::{
     BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
 };
 
-use super::matcher::Matcher;
+use super::words::Counter;
 
 /// Inline (phrasing) tags that do not break a word: their text joins the text around them.
 pub(crate) const INLINE_TAGS: &[&str] = &[
@@ -58,7 +60,7 @@ fn is_hidden_raw(name: &str) -> bool {
 }
 
 struct TextState {
-    matcher: Matcher,
+    matcher: Counter,
     /// Depth of open `template` elements; their content is never rendered.
     template_depth: u32,
     /// Inside a `script`/`style`/`noscript` raw-text run (ended by the next end tag, which
@@ -244,14 +246,14 @@ pub(crate) struct HtmlText {
 // Every tendril that can share a buffer with them lives inside this one value: the input
 // tendrils are created here and handed to the queue, the tokenizer's internal state is
 // private, and the sink copies text out of each token and drops the token before returning
-// (`TextSink`/`Matcher` keep no tendril). Nothing is ever returned or stored elsewhere,
+// (`TextSink`/`Counter` keep no tendril). Nothing is ever returned or stored elsewhere,
 // so all reference counts are touched only by whichever thread owns this value, and moving
 // the whole value to another thread is sound. `HtmlText` stays `!Sync` (Cell/RefCell).
 unsafe impl Send for HtmlText {}
 
 impl HtmlText {
     /// Starts a document in the data state.
-    pub(crate) fn new(matcher: Matcher) -> Self {
+    pub(crate) fn new(matcher: Counter) -> Self {
         let sink = TextSink {
             state: RefCell::new(TextState {
                 matcher,
@@ -278,8 +280,8 @@ impl HtmlText {
         while !matches!(self.tokenizer.feed(&self.queue), TokenizerResult::Done) {}
     }
 
-    /// Ends the document and returns the count.
-    pub(crate) fn finish(self) -> u64 {
+    /// Ends the document and returns one count per word.
+    pub(crate) fn finish(self) -> Vec<u64> {
         self.tokenizer.end();
         self.tokenizer.sink.state.into_inner().matcher.finish()
     }
@@ -289,10 +291,16 @@ impl HtmlText {
 mod tests {
     use super::*;
 
+    /// The oracle's count, checked against the production scanner on the same input.
     fn count(html: &str, word: &str) -> u64 {
-        let mut h = HtmlText::new(Matcher::new(word, false, true));
+        let words = [word.to_owned()];
+        let mut h = HtmlText::new(Counter::new(&words, false, true));
         h.push_str(html);
-        h.finish()
+        let want = h.finish();
+        let mut s = crate::count::scanner::Scanner::new(Counter::new(&words, false, true));
+        s.push_str(html);
+        assert_eq!(s.finish(), want, "scanner vs html5ever on {html:?}");
+        want[0]
     }
 
     #[test]

@@ -38,7 +38,7 @@ fn is_word(c: Option<char>) -> bool {
 }
 
 /// Appends `s` to `out`, lowercased per char (ASCII runs take a fast path).
-fn push_lowercased(out: &mut String, s: &str) {
+pub(crate) fn push_lowercased(out: &mut String, s: &str) {
     let mut rest = s;
     while !rest.is_empty() {
         let ascii_len = rest
@@ -57,7 +57,7 @@ fn push_lowercased(out: &mut String, s: &str) {
 }
 
 /// Largest char boundary of `s` that is `<= i`.
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+pub(crate) fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     if i >= s.len() {
         return s.len();
     }
@@ -112,10 +112,50 @@ impl Matcher {
         }
         if self.case_insensitive {
             push_lowercased(&mut self.buf, s);
+        } else if s.len() >= SCAN_THRESHOLD.max(self.needle_len.saturating_mul(2) + 8) {
+            self.scan_in_place(s);
+            return;
         } else {
             self.buf.push_str(s);
         }
         self.maybe_scan();
+    }
+
+    /// Case-sensitive fast path for a large piece: searches `s` where it is instead of
+    /// copying it into `buf` first (the raw scope's cost is then one memmem pass). Matches
+    /// that start in the carried-over `buf` are decided on `buf` plus the head of `s`; the
+    /// rest of `s` is searched in place, and only its unresolved tail is kept.
+    fn scan_in_place(&mut self, s: &str) {
+        let n = self.needle_len;
+        let old_len = self.buf.len();
+        let mut pos_in_s = 0;
+        let mut prev_of_s = self.prev;
+        if old_len > 0 {
+            // Enough of `s` for any match starting in `buf`, and the char after it.
+            let mut head = (n + 4).min(s.len());
+            while !s.is_char_boundary(head) {
+                head += 1;
+            }
+            self.buf.push_str(&s[..head]);
+            let buf = std::mem::take(&mut self.buf);
+            let (pos, _pending) = self.scan_hay(&buf, 0, old_len, self.prev, false);
+            // `_pending` is always `None`: `head` holds the char after any such match.
+            pos_in_s = pos.saturating_sub(old_len);
+            prev_of_s = buf[..old_len].chars().next_back().or(self.prev);
+            self.buf = buf;
+            self.buf.clear();
+        }
+        let (pos, pending) = self.scan_hay(s, pos_in_s, usize::MAX, prev_of_s, false);
+        let keep_from = match pending {
+            Some(m) => m,
+            None => pos.max(floor_char_boundary(s, s.len().saturating_sub(n - 1))),
+        };
+        self.prev = if keep_from == 0 {
+            prev_of_s
+        } else {
+            s[..keep_from].chars().next_back()
+        };
+        self.buf.push_str(&s[keep_from..]);
     }
 
     /// Feeds a word separator (a block boundary of an HTML page).
@@ -143,16 +183,46 @@ impl Matcher {
     /// unresolved match may still start. At the end of the text (`at_end`) the char after a
     /// match that touches the end is "none", which is not a word char.
     fn scan(&mut self, at_end: bool) {
-        let Some(finder) = &self.finder else {
+        if self.finder.is_none() {
             return;
-        };
-        let hay = self.buf.as_str();
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (pos, pending) = self.scan_hay(&buf, 0, usize::MAX, self.prev, at_end);
         let n = self.needle_len;
-        let mut pos = 0;
-        // Start of a whole-word match whose following char is not known yet.
+        let keep_from = match pending {
+            Some(m) => m,
+            // A match that straddles into the next piece starts in the last n-1 bytes.
+            None => pos.max(floor_char_boundary(&buf, buf.len().saturating_sub(n - 1))),
+        };
+        self.buf = buf;
+        if keep_from > 0 {
+            self.prev = self.buf[..keep_from].chars().next_back();
+            self.buf.drain(..keep_from);
+        }
+    }
+
+    /// Counts the matches of `hay` that start in `start..limit`; `prev` is the char before
+    /// `hay[0]`. Returns where the search would go on, and the start of a whole-word match
+    /// whose following char is not known yet (it ends at the end of `hay`, not `at_end`).
+    fn scan_hay(
+        &mut self,
+        hay: &str,
+        start: usize,
+        limit: usize,
+        prev: Option<char>,
+        at_end: bool,
+    ) -> (usize, Option<usize>) {
+        let Some(finder) = &self.finder else {
+            return (start, None);
+        };
+        let n = self.needle_len;
+        let mut pos = start;
         let mut pending = None;
         while let Some(i) = finder.find(&hay.as_bytes()[pos..]) {
             let m = pos + i;
+            if m >= limit {
+                break;
+            }
             let end = m + n;
             if !self.whole_word {
                 self.count += 1;
@@ -168,7 +238,7 @@ impl Matcher {
                 }
             };
             let before = if m == 0 {
-                self.prev
+                prev
             } else {
                 hay[..m].chars().next_back()
             };
@@ -180,15 +250,7 @@ impl Matcher {
                 pos = m + hay[m..].chars().next().map_or(1, char::len_utf8);
             }
         }
-        let keep_from = match pending {
-            Some(m) => m,
-            // A match that straddles into the next piece starts in the last n-1 bytes.
-            None => pos.max(floor_char_boundary(hay, hay.len().saturating_sub(n - 1))),
-        };
-        if keep_from > 0 {
-            self.prev = hay[..keep_from].chars().next_back();
-            self.buf.drain(..keep_from);
-        }
+        (pos, pending)
     }
 }
 

@@ -1,15 +1,21 @@
 //! The **count** step of wordtally (submit → queue → fetch → **count** → NSQ → DB → poll):
-//! counts one word in one HTTP response body while it streams in.
+//! counts one word, or several (DESIGN §14), in one HTTP response body while it streams in.
 //!
 //! Flow inside this module: bytes → `charset` (BOM / header / `<meta>` / guess, buffering
-//! at most the first 1024 bytes) → `encoding_rs` streaming decoder → either `html` (the
-//! text a reader sees, `text` scope of an HTML page) or straight on → `matcher` (the
-//! word, case and whole-word rules). Memory stays bounded by the chunk size plus the word
-//! length, never by the body size.
+//! at most the first 1024 bytes) → `encoding_rs` streaming decoder → either `scanner` (the
+//! text a reader sees, `text` scope of an HTML page) or straight on → `words` (one word:
+//! `matcher`'s memmem path; several: one Aho–Corasick pass), applying the case and
+//! whole-word rules. Memory stays bounded by the chunk size plus the word length, never by
+//! the body size. `html` is the html5ever-based text extractor the scanner replaced; it is
+//! kept as the oracle of the differential tests and as a benchmark row.
 
 mod charset;
 mod html;
 mod matcher;
+mod scanner;
+#[cfg(test)]
+mod scanner_tests;
+mod words;
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,10 +25,34 @@ use serde::{Deserialize, Serialize};
 
 use self::charset::{ContentType, SNIFF_LEN};
 use self::html::HtmlText;
-use self::matcher::Matcher;
+use self::scanner::Scanner;
+use self::words::Counter;
 
 /// Longest word (in chars) a task may count; keeps the carry-over buffer tiny.
 pub const MAX_WORD_CHARS: usize = 100;
+
+/// Most words (or phrases) one task may count in one pass (DESIGN §14).
+pub const MAX_WORDS: usize = 20;
+
+/// Checks a user-supplied list of words for [`BodyCounter::new_words`]: 1 to
+/// [`MAX_WORDS`] entries, each valid as [`CountOptions::validate`] requires; `Err` is a
+/// human sentence fit to show in the form.
+pub fn validate_words(words: &[String]) -> Result<(), String> {
+    if words.is_empty() {
+        return Err("give at least one word".to_owned());
+    }
+    if words.len() > MAX_WORDS {
+        return Err(format!("at most {MAX_WORDS} words can be counted at once"));
+    }
+    for w in words {
+        let o = CountOptions {
+            word: w.clone(),
+            ..CountOptions::default()
+        };
+        o.validate().map_err(|e| format!("{w:?}: {e}"))?;
+    }
+    Ok(())
+}
 
 /// What a task counts. Missing fields deserialize to the defaults, so a client may send
 /// only what it changes.
@@ -144,28 +174,43 @@ impl CharsetSource {
 /// The outcome of counting one body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CountSummary {
-    /// Number of non-overlapping matches.
+    /// Number of non-overlapping matches of the first word (0 when there is none).
     pub count: u64,
+    /// One count per word, in the order given (`[count]` for a single-word counter).
+    pub counts: Vec<u64>,
     /// `encoding_rs` name of the charset used, e.g. `"UTF-8"`, `"windows-1251"`.
     pub charset: &'static str,
     /// Why that charset was used.
     pub charset_source: CharsetSource,
 }
 
-/// The stage after decoding: plain text goes straight to the matcher, HTML text scope
-/// goes through the tokenizer first.
+/// Which extractor turns an HTML page into its visible text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Engine {
+    /// The production scanner (`scanner.rs`).
+    Scanner,
+    /// html5ever's tokenizer (`html.rs`): the oracle of the tests and benchmarks.
+    Html5ever,
+}
+
+/// The stage after decoding: plain text goes straight to the words counter, HTML text
+/// scope goes through the scanner (or the oracle) first.
 enum Pipeline {
-    Plain(Box<Matcher>),
-    Html(Box<HtmlText>),
+    Plain(Box<Counter>),
+    Html(Box<Scanner>),
+    Oracle(Box<HtmlText>),
 }
 
 impl Pipeline {
-    fn new(opts: &CountOptions, content_is_html: bool) -> Self {
-        let matcher = Matcher::new(&opts.word, opts.case_sensitive, opts.whole_word);
-        if opts.scope == Scope::Text && content_is_html {
-            Pipeline::Html(Box::new(HtmlText::new(matcher)))
+    fn new(spec: &Spec<'_>, content_is_html: bool, engine: Engine) -> Self {
+        let counter = Counter::new(spec.words, spec.case_sensitive, spec.whole_word);
+        if spec.scope == Scope::Text && content_is_html {
+            match engine {
+                Engine::Scanner => Pipeline::Html(Box::new(Scanner::new(counter))),
+                Engine::Html5ever => Pipeline::Oracle(Box::new(HtmlText::new(counter))),
+            }
         } else {
-            Pipeline::Plain(Box::new(matcher))
+            Pipeline::Plain(Box::new(counter))
         }
     }
 
@@ -173,13 +218,34 @@ impl Pipeline {
         match self {
             Pipeline::Plain(m) => m.push_str(s),
             Pipeline::Html(h) => h.push_str(s),
+            Pipeline::Oracle(h) => h.push_str(s),
         }
     }
 
-    fn finish(self) -> u64 {
+    fn finish(self) -> Vec<u64> {
         match self {
             Pipeline::Plain(m) => m.finish(),
             Pipeline::Html(h) => h.finish(),
+            Pipeline::Oracle(h) => h.finish(),
+        }
+    }
+}
+
+/// What to count, borrowed: the words and the options shared by all of them.
+struct Spec<'a> {
+    words: &'a [String],
+    case_sensitive: bool,
+    whole_word: bool,
+    scope: Scope,
+}
+
+impl<'a> Spec<'a> {
+    fn of(opts: &'a CountOptions) -> Self {
+        Spec {
+            words: std::slice::from_ref(&opts.word),
+            case_sensitive: opts.case_sensitive,
+            whole_word: opts.whole_word,
+            scope: opts.scope,
         }
     }
 }
@@ -190,6 +256,12 @@ const DECODE_BUF_BYTES: usize = 16 * 1024;
 
 struct Decoding {
     decoder: Decoder,
+    /// UTF-8 bodies skip `decoder`: they are validated where they are (`simdutf8`'s
+    /// std-compatible validator; malformed input becomes U+FFFD by the same "maximal
+    /// subpart" rule as encoding_rs) and passed on without a copy.
+    utf8: bool,
+    /// The incomplete UTF-8 sequence at the end of the previous chunk (at most 3 bytes).
+    carry: Vec<u8>,
     charset: &'static str,
     source: CharsetSource,
 }
@@ -199,8 +271,7 @@ struct Decoding {
 /// Feed the body in chunks of any size and split anywhere (inside a UTF-8 sequence, a tag,
 /// an entity or the word); the count is the same as for the whole body at once. Only the
 /// first 1024 bytes are ever buffered (to find the charset); after that, memory does not
-/// grow with the body. One caveat: html5ever keeps a single comment, tag or attribute value
-/// in memory until it ends, so the fetch step should still cap the body size.
+/// grow with the body (the HTML scanner keeps no tag, comment or attribute text).
 pub struct BodyCounter {
     content_type: ContentType,
     /// Leading bytes kept until the charset is known.
@@ -222,13 +293,38 @@ impl BodyCounter {
     /// Options are expected to be [validated](CountOptions::validate); an empty word
     /// simply counts zero.
     pub fn new(opts: &CountOptions, content_type: Option<&str>) -> Self {
+        Self::with_spec(&Spec::of(opts), content_type)
+    }
+
+    /// Counts several words (or phrases) in one pass (DESIGN §14): the summary's `counts`
+    /// has one entry per word, in order, each equal to what counting that word alone with
+    /// [`BodyCounter::new`] gives (words may overlap each other; matches of one word do
+    /// not). Words are expected to be [validated](validate_words); an empty word counts
+    /// zero.
+    pub fn new_words(
+        words: &[String],
+        case_sensitive: bool,
+        whole_word: bool,
+        scope: Scope,
+        content_type: Option<&str>,
+    ) -> Self {
+        let spec = Spec {
+            words,
+            case_sensitive,
+            whole_word,
+            scope,
+        };
+        Self::with_spec(&spec, content_type)
+    }
+
+    fn with_spec(spec: &Spec<'_>, content_type: Option<&str>) -> Self {
         let content_type = charset::parse_content_type(content_type);
         BodyCounter {
             content_type,
             prefix: Vec::new(),
             decoding: None,
             decode_buf: String::new(),
-            pipeline: Pipeline::new(opts, content_type.is_html),
+            pipeline: Pipeline::new(spec, content_type.is_html, Engine::Scanner),
         }
     }
 
@@ -259,8 +355,10 @@ impl BodyCounter {
             // Unreachable: start_decoding always sets it.
             None => (encoding_rs::WINDOWS_1252.name(), CharsetSource::Guess),
         };
+        let counts = self.pipeline.finish();
         CountSummary {
-            count: self.pipeline.finish(),
+            count: counts.first().copied().unwrap_or(0),
+            counts,
             charset,
             charset_source,
         }
@@ -272,6 +370,8 @@ impl BodyCounter {
             early.unwrap_or_else(|| charset::detect(&self.prefix, self.content_type, at_eof));
         self.decoding = Some(Decoding {
             decoder: detected.encoding.new_decoder_without_bom_handling(),
+            utf8: detected.encoding == encoding_rs::UTF_8,
+            carry: Vec::new(),
             charset: detected.encoding.name(),
             source: detected.source,
         });
@@ -285,6 +385,14 @@ impl BodyCounter {
         let Some(decoding) = &mut self.decoding else {
             return;
         };
+        if decoding.utf8 {
+            let carry = std::mem::take(&mut decoding.carry);
+            let carry = self.decode_utf8(carry, src, last);
+            if let Some(d) = &mut self.decoding {
+                d.carry = carry;
+            }
+            return;
+        }
         loop {
             self.decode_buf.clear();
             let (result, read, _replaced) =
@@ -298,13 +406,133 @@ impl BodyCounter {
             }
         }
     }
+
+    /// The UTF-8 path of [`decode`](Self::decode): `carry` is the incomplete sequence left
+    /// by the previous chunk; returns the one this chunk leaves (empty when `last`).
+    fn decode_utf8(&mut self, mut carry: Vec<u8>, src: &[u8], last: bool) -> Vec<u8> {
+        let mut rest = src;
+        if !carry.is_empty() {
+            // Complete (or reject) the carried sequence with the first bytes of `src`.
+            let held = carry.len();
+            let take = (4 - held).min(rest.len());
+            carry.extend_from_slice(&rest[..take]);
+            match std::str::from_utf8(&carry) {
+                Ok(s) => {
+                    self.pipeline.push_str(s);
+                    rest = &rest[take..];
+                }
+                Err(e) if e.valid_up_to() > 0 => {
+                    let v = e.valid_up_to();
+                    if let Ok(s) = std::str::from_utf8(&carry[..v]) {
+                        self.pipeline.push_str(s);
+                    }
+                    rest = &rest[v - held..];
+                }
+                Err(e) => match e.error_len() {
+                    Some(l) => {
+                        self.pipeline.push_str("\u{FFFD}");
+                        rest = &rest[l.saturating_sub(held).min(take)..];
+                    }
+                    None if last => {
+                        self.pipeline.push_str("\u{FFFD}");
+                        return Vec::new();
+                    }
+                    // Still incomplete: `src` was shorter than the sequence.
+                    None => return carry,
+                },
+            }
+            carry.clear();
+        }
+        loop {
+            // simdutf8's std-compatible validator: same `valid_up_to`/`error_len` as
+            // `std::str::from_utf8`, several times faster on mostly-ASCII pages.
+            match simdutf8::compat::from_utf8(rest) {
+                Ok(s) => {
+                    self.pipeline.push_str(s);
+                    return carry;
+                }
+                Err(e) => {
+                    let v = e.valid_up_to();
+                    if let Ok(s) = simdutf8::compat::from_utf8(&rest[..v]) {
+                        self.pipeline.push_str(s);
+                    }
+                    match e.error_len() {
+                        Some(l) => {
+                            self.pipeline.push_str("\u{FFFD}");
+                            rest = &rest[v + l..];
+                        }
+                        None if last => {
+                            self.pipeline.push_str("\u{FFFD}");
+                            return carry;
+                        }
+                        None => {
+                            carry.extend_from_slice(&rest[v..]);
+                            return carry;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Counts in an already-decoded string (same rules, no charset step). Handy for tests and
 /// benchmarks, and for callers that already hold the text.
 pub fn count_text(opts: &CountOptions, content_is_html: bool, text: &str) -> u64 {
-    let mut pipeline = Pipeline::new(opts, content_is_html);
+    let mut pipeline = Pipeline::new(&Spec::of(opts), content_is_html, Engine::Scanner);
     pipeline.push_str(text);
+    pipeline.finish().first().copied().unwrap_or(0)
+}
+
+/// [`count_text`] for several words: one count per word, in order.
+pub fn count_text_words(
+    words: &[String],
+    case_sensitive: bool,
+    whole_word: bool,
+    scope: Scope,
+    content_is_html: bool,
+    text: &str,
+) -> Vec<u64> {
+    let spec = Spec {
+        words,
+        case_sensitive,
+        whole_word,
+        scope,
+    };
+    let mut pipeline = Pipeline::new(&spec, content_is_html, Engine::Scanner);
+    pipeline.push_str(text);
+    pipeline.finish()
+}
+
+/// The same count with html5ever's tokenizer instead of the scanner, text fed in pieces
+/// of `piece` bytes (rounded to char boundaries). Not for production: it is the oracle of
+/// the differential tests and the old engine in the counting benchmark.
+#[doc(hidden)]
+pub fn count_text_html5ever(
+    words: &[String],
+    case_sensitive: bool,
+    whole_word: bool,
+    scope: Scope,
+    content_is_html: bool,
+    text: &str,
+    piece: usize,
+) -> Vec<u64> {
+    let spec = Spec {
+        words,
+        case_sensitive,
+        whole_word,
+        scope,
+    };
+    let mut pipeline = Pipeline::new(&spec, content_is_html, Engine::Html5ever);
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = piece.clamp(1, rest.len());
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        pipeline.push_str(&rest[..cut]);
+        rest = &rest[cut..];
+    }
     pipeline.finish()
 }
 

@@ -301,6 +301,7 @@ fn windows_1251_via_meta() {
         s,
         CountSummary {
             count: 3,
+            counts: vec![3],
             charset: "windows-1251",
             charset_source: CharsetSource::Meta
         }
@@ -524,6 +525,40 @@ proptest::proptest! {
                         proptest::prop_assert_eq!(whole.count, page.matches(word).count() as u64);
                     }
                 }
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    /// The in-place UTF-8 path (std validation, carried incomplete sequences) replaces
+    /// malformed input exactly as encoding_rs does over the whole body, for any chunking.
+    #[test]
+    fn utf8_fast_path_equals_encoding_rs(
+        parts in proptest::collection::vec(
+            proptest::sample::select(vec![
+                &b"a"[..], b"py", b"thon ", b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\x90\x8d",
+                b"\xc3", b"\xe2\x82", b"\xf0\x9f", b"\x80", b"\xff", b"\xed\xa0\x80", b"\xe0\x80",
+                b"\xf4\x90\x80\x80", b"\xc0\xaf", b"<p>", b"&amp;",
+            ]),
+            0..40,
+        ),
+        cuts in proptest::collection::vec(0usize..120, 0..20),
+    ) {
+        let mut bytes = Vec::new();
+        for p in &parts {
+            bytes.extend_from_slice(p);
+        }
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+        cuts.sort_unstable();
+        let (text, _) = UTF_8.decode_without_bom_handling(&bytes);
+        for word in ["\u{FFFD}", "é", "python", "\u{FFFD}\u{FFFD}", "€"] {
+            for scope in [Scope::Raw, Scope::Text] {
+                let o = opts(word, true, false, scope);
+                // The header settles the charset at once, so the cuts reach the decoder.
+                let got = body_chunked(&o, Some("text/html; charset=utf-8"), &bytes, &cuts);
+                proptest::prop_assert_eq!(got.charset, "UTF-8");
+                proptest::prop_assert_eq!(got.count, count_text(&o, true, &text), "{:?}", word);
             }
         }
     }

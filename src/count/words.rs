@@ -1,0 +1,373 @@
+//! Several-words matcher of the **count** step (submit → queue → fetch → **count** → NSQ → DB
+//! → poll): the last stage of the counting pipeline when a task counts a list of words
+//! (DESIGN §14). It receives the same text pieces as [`Matcher`] and counts every word in
+//! one pass over them.
+//!
+//! Each word's count is exactly what [`Matcher`] returns for that word alone: within one
+//! word matches are non-overlapping, left to right, with the same case folding and
+//! whole-word test, while different words may overlap each other (`py` and `python` both
+//! count in `python`). One Aho–Corasick automaton reports every occurrence of every word
+//! (overlapping search); a per-word "next eligible start" filters them into each word's own
+//! left-to-right, non-overlapping sequence.
+
+use std::sync::{Mutex, OnceLock};
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+
+use super::matcher::{Matcher, floor_char_boundary, is_word_char, push_lowercased};
+
+/// Size at which the pending text is scanned (see the single-word matcher).
+#[cfg(not(test))]
+const SCAN_THRESHOLD: usize = 4096;
+/// Tiny in tests, so that every test also exercises the carry-over between scans.
+#[cfg(test)]
+const SCAN_THRESHOLD: usize = 8;
+
+/// The matching stage: one word takes the single-needle `memmem` path, several share one
+/// automaton. Both report one count per requested word, in order.
+pub(crate) enum Counter {
+    One(Box<Matcher>),
+    Many(Box<MultiMatcher>),
+}
+
+impl Counter {
+    /// One count per entry of `words` (an empty word counts zero).
+    pub(crate) fn new(words: &[String], case_sensitive: bool, whole_word: bool) -> Self {
+        match words {
+            [one] => Counter::One(Box::new(Matcher::new(one, case_sensitive, whole_word))),
+            _ => Counter::Many(Box::new(MultiMatcher::new(
+                words,
+                case_sensitive,
+                whole_word,
+            ))),
+        }
+    }
+
+    /// Feeds the next piece of text.
+    #[inline]
+    pub(crate) fn push_str(&mut self, s: &str) {
+        match self {
+            Counter::One(m) => m.push_str(s),
+            Counter::Many(m) => m.push_str(s),
+        }
+    }
+
+    /// Feeds a word separator (a block boundary of an HTML page).
+    pub(crate) fn push_separator(&mut self) {
+        match self {
+            Counter::One(m) => m.push_separator(),
+            Counter::Many(m) => m.push_separator(),
+        }
+    }
+
+    /// Ends the text: one count per word, in the order given to [`Counter::new`].
+    pub(crate) fn finish(self) -> Vec<u64> {
+        match self {
+            Counter::One(m) => vec![m.finish()],
+            Counter::Many(m) => m.finish(),
+        }
+    }
+}
+
+/// Automata built recently, keyed by their (folded) needles. Building a DFA for 20 words
+/// costs more than scanning a typical page with it, and a worker counts the same word list
+/// on many pages, so bodies share the automaton (an `AhoCorasick` clone is an `Arc`).
+static AUTOMATA: OnceLock<Mutex<Vec<CachedAutomaton>>> = OnceLock::new();
+/// A cache entry: the needles and their automaton.
+type CachedAutomaton = (Vec<String>, AhoCorasick);
+/// Word lists kept in [`AUTOMATA`] (oldest dropped first); small, so lookup is a scan.
+const AUTOMATA_CAP: usize = 16;
+
+/// The automaton for `needles` (`None` when there is none), from the cache if possible.
+fn automaton(needles: &[String]) -> Option<AhoCorasick> {
+    if needles.is_empty() {
+        return None;
+    }
+    let cache = AUTOMATA.get_or_init(|| Mutex::new(Vec::new()));
+    // A poisoned lock only means another thread panicked mid-update: skip the cache.
+    if let Ok(c) = cache.lock()
+        && let Some((_, ac)) = c.iter().find(|(n, _)| n == needles)
+    {
+        return Some(ac.clone());
+    }
+    // A DFA is the fastest kind for a handful of short needles; fall back to the default
+    // choice if it cannot be built (it always can for ≤ 20 × 400 bytes).
+    let ac = AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(needles)
+        .or_else(|_| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .build(needles)
+        })
+        .ok()?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= AUTOMATA_CAP {
+            c.remove(0);
+        }
+        c.push((needles.to_vec(), ac.clone()));
+    }
+    Some(ac)
+}
+
+/// Streaming counter of several needles in one pass.
+///
+/// Memory: like [`Matcher`], the pending buffer is trimmed after every scan to at most the
+/// longest needle (plus the char before it, kept as `prev`).
+pub(crate) struct MultiMatcher {
+    /// `None` when no word is non-empty: nothing can be counted.
+    ac: Option<AhoCorasick>,
+    /// For each requested word, its pattern id (`None` for an empty word).
+    word_to_pattern: Vec<Option<usize>>,
+    max_len: usize,
+    case_insensitive: bool,
+    whole_word: bool,
+    /// Text not yet resolved.
+    buf: String,
+    /// Absolute text offset (in bytes of the folded text) of `buf[0]`.
+    base: u64,
+    /// The char just before `buf[0]`, for the whole-word "before" test.
+    prev: Option<char>,
+    /// Per pattern: matches starting before this absolute offset are already decided or
+    /// overlap the previous counted match of the same word.
+    next_start: Vec<u64>,
+    counts: Vec<u64>,
+}
+
+impl MultiMatcher {
+    pub(crate) fn new(words: &[String], case_sensitive: bool, whole_word: bool) -> Self {
+        let mut needles: Vec<String> = Vec::new();
+        let mut word_to_pattern = Vec::with_capacity(words.len());
+        for w in words {
+            let mut needle = String::with_capacity(w.len());
+            if case_sensitive {
+                needle.push_str(w);
+            } else {
+                push_lowercased(&mut needle, w);
+            }
+            if needle.is_empty() {
+                word_to_pattern.push(None);
+                continue;
+            }
+            // Duplicates share one pattern (the automaton would report only one of them).
+            let id = match needles.iter().position(|n| *n == needle) {
+                Some(id) => id,
+                None => {
+                    needles.push(needle);
+                    needles.len() - 1
+                }
+            };
+            word_to_pattern.push(Some(id));
+        }
+        let ac = automaton(&needles);
+        MultiMatcher {
+            ac,
+            max_len: needles.iter().map(String::len).max().unwrap_or(0),
+            next_start: vec![0; needles.len()],
+            counts: vec![0; needles.len()],
+            word_to_pattern,
+            case_insensitive: !case_sensitive,
+            whole_word,
+            buf: String::new(),
+            base: 0,
+            prev: None,
+        }
+    }
+
+    pub(crate) fn push_str(&mut self, s: &str) {
+        if self.ac.is_none() || s.is_empty() {
+            return;
+        }
+        if self.case_insensitive {
+            push_lowercased(&mut self.buf, s);
+        } else {
+            self.buf.push_str(s);
+        }
+        self.maybe_scan();
+    }
+
+    pub(crate) fn push_separator(&mut self) {
+        if self.ac.is_none() {
+            return;
+        }
+        self.buf.push(super::matcher::SEPARATOR);
+        self.maybe_scan();
+    }
+
+    fn maybe_scan(&mut self) {
+        if self.buf.len() >= SCAN_THRESHOLD.max(self.max_len.saturating_mul(2)) {
+            self.scan(false);
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<u64> {
+        self.scan(true);
+        self.word_to_pattern
+            .iter()
+            .map(|p| p.map_or(0, |id| self.counts[id]))
+            .collect()
+    }
+
+    /// Decides every match it can in `buf`, then trims `buf` to where an undecided match
+    /// may still start (see `Matcher::scan` for the single-word version of these rules).
+    fn scan(&mut self, at_end: bool) {
+        let Some(ac) = &self.ac else {
+            return;
+        };
+        let hay = self.buf.as_str();
+        let bytes = hay.as_bytes();
+        // Any match starting before this is complete within `buf` (needles ≤ max_len).
+        let mut keep_from = floor_char_boundary(hay, hay.len().saturating_sub(self.max_len - 1));
+        for m in ac.find_overlapping_iter(bytes) {
+            let p = m.pattern().as_usize();
+            let (s, e) = (m.start(), m.end());
+            let abs = self.base + s as u64;
+            if abs < self.next_start[p] {
+                continue;
+            }
+            if !self.whole_word {
+                self.counts[p] += 1;
+                self.next_start[p] = self.base + e as u64;
+                continue;
+            }
+            let after = match hay[e..].chars().next() {
+                Some(c) => Some(c),
+                None if at_end => None,
+                None => {
+                    // Undecided until the next char arrives: keep it for the next scan.
+                    keep_from = keep_from.min(s);
+                    continue;
+                }
+            };
+            let before = if s == 0 {
+                self.prev
+            } else {
+                hay[..s].chars().next_back()
+            };
+            if !before.is_some_and(is_word_char) && !after.is_some_and(is_word_char) {
+                self.counts[p] += 1;
+                self.next_start[p] = self.base + e as u64;
+            } else {
+                // A failed candidate consumes only its first char.
+                let first = hay[s..].chars().next().map_or(1, char::len_utf8);
+                self.next_start[p] = abs + first as u64;
+            }
+        }
+        if keep_from > 0 {
+            self.prev = hay[..keep_from].chars().next_back();
+            self.buf.drain(..keep_from);
+            self.base += keep_from as u64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(pieces: &[&str], word: &str, cs: bool, whole: bool) -> u64 {
+        let mut m = Matcher::new(word, cs, whole);
+        for p in pieces {
+            m.push_str(p);
+        }
+        m.finish()
+    }
+
+    fn multi(pieces: &[&str], words: &[&str], cs: bool, whole: bool) -> Vec<u64> {
+        let words: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+        let mut m = MultiMatcher::new(&words, cs, whole);
+        for p in pieces {
+            m.push_str(p);
+            m.scan(false); // force a scan at every piece to exercise the tail logic
+        }
+        m.finish()
+    }
+
+    #[test]
+    fn overlapping_words_each_count_alone() {
+        let text = ["python py pythonic", " Py", "thon"];
+        assert_eq!(
+            multi(&text, &["py", "python", "thon"], false, true),
+            vec![1, 2, 0]
+        );
+        assert_eq!(
+            multi(&text, &["py", "python", "thon"], false, false),
+            vec![4, 3, 3]
+        );
+        // Within one word, matches do not overlap: "aa" in "aaaa" is 2, "a" is 4.
+        assert_eq!(multi(&["aaaa"], &["aa", "a"], true, false), vec![2, 4]);
+    }
+
+    #[test]
+    fn duplicates_empty_and_no_words() {
+        assert_eq!(
+            multi(&["a b a"], &["a", "", "a", "b"], true, true),
+            vec![2, 0, 2, 1]
+        );
+        assert_eq!(multi(&["abc"], &[], true, true), Vec::<u64>::new());
+        assert_eq!(multi(&["abc"], &["", ""], true, true), vec![0, 0]);
+    }
+
+    #[test]
+    fn counter_with_one_word_uses_the_single_matcher() {
+        let words = vec!["python".to_owned()];
+        let mut c = Counter::new(&words, false, true);
+        assert!(matches!(c, Counter::One(_)));
+        c.push_str("Python and python");
+        assert_eq!(c.finish(), vec![2]);
+    }
+
+    #[test]
+    fn buffer_stays_bounded() {
+        let words = vec!["python".to_owned(), "py".to_owned()];
+        let mut m = MultiMatcher::new(&words, false, true);
+        let chunk = "Python, pythonic and py thon; ".repeat(100);
+        for _ in 0..500 {
+            m.push_str(&chunk);
+            assert!(m.buf.len() < 4096 + chunk.len() * 2);
+        }
+        m.scan(false);
+        assert!(m.buf.len() <= 6, "{}", m.buf.len());
+        assert_eq!(m.finish(), vec![100 * 500, 100 * 500]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn each_word_equals_counting_it_alone(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "a", "aa", "b", " ", "_", "3", "-", "İ", "i\u{307}", "ß", "ẞ", "Σ", "σ",
+                    "A", "é", "É", "日", "ab", "ba", "a-a",
+                ]),
+                0..40,
+            ),
+            cuts in proptest::collection::vec(0usize..80, 0..8),
+            words in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "a", "aa", "ab", "aba", "a-", "i", "ß", "σσ", "é_", "İ", "b", "aaa", "",
+                ]),
+                0..6,
+            ),
+            cs in proptest::bool::ANY,
+            whole in proptest::bool::ANY,
+        ) {
+            let text: String = pieces.concat();
+            let mut cuts: Vec<usize> = cuts
+                .into_iter()
+                .map(|c| floor_char_boundary(&text, c.min(text.len())))
+                .collect();
+            cuts.sort_unstable();
+            let mut parts = Vec::new();
+            let mut last = 0;
+            for c in cuts {
+                parts.push(&text[last..c]);
+                last = c;
+            }
+            parts.push(&text[last..]);
+            let got = multi(&parts, &words, cs, whole);
+            let want: Vec<u64> = words.iter().map(|w| single(&parts, w, cs, whole)).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+}
