@@ -65,7 +65,10 @@ fn main() {
         "latency" => rt.block_on(latency(num(1, 100), num(2, 20))),
         "poll" => rt.block_on(poll(num(1, 1_000_000) as i64)),
         "memory" => rt.block_on(memory(num(1, 10_000) as usize)),
-        other => eprintln!("unknown mode {other:?}: counting | pipeline | latency | poll | memory"),
+        "ingest" => rt.block_on(ingest(num(1, 20_000), num(2, 1_000) as usize)),
+        other => eprintln!(
+            "unknown mode {other:?}: counting | pipeline | latency | poll | memory | ingest"
+        ),
     }
 }
 
@@ -769,4 +772,64 @@ async fn memory(n: usize) {
     );
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ------------------------------------------------------------------ ingest
+
+/// `ingest N [PER_REQUEST]`: N addresses through `POST /api/tasks`, PER_REQUEST at a time,
+/// one request after another, into `serve --workers 0` — over Postgres + Redis + NSQ
+/// broker, then over the embedded default (SQLite, in-process queue). Nothing is fetched:
+/// this is the cost of storing, queueing and marking tasks. Prints tasks/s and the
+/// per-request latency.
+async fn ingest(n: u64, per_request: usize) {
+    let broker = NsqTestBroker::start(BrokerConfig::default())
+        .await
+        .expect("broker");
+    let (name, db) = fresh_db().await;
+    let prefix = format!("wt-bench-ingest-{}", std::process::id());
+    let mut pg = serve_args(&db, &broker, &prefix, 0);
+    pg.max_submit_addresses = per_request.max(1);
+    let dir = std::env::temp_dir().join(format!("wt-bench-ingest-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let mut lite = pg.clone();
+    lite.database_url = format!("sqlite://{}", dir.join("ingest.db").display());
+    lite.worker.redis_url = None;
+    lite.worker.nsqd_tcp_address = None;
+    println!("| store + queue | tasks | per request | total | tasks/s | request p50 | p99 |");
+    println!("|---|---|---|---|---|---|---|");
+    for (what, args) in [
+        ("PostgreSQL + Redis + NSQ", pg),
+        ("SQLite + in-process", lite),
+    ] {
+        let running = start_serve(args).await.expect("serve");
+        let base = format!("http://{}", running.addr);
+        let client = reqwest::Client::new();
+        let mut lat = Vec::new();
+        let started = Instant::now();
+        let mut stored = 0usize;
+        let mut i = 0u64;
+        while i < n {
+            let k = per_request.min((n - i) as usize);
+            let addresses: Vec<String> = (0..k)
+                .map(|j| format!("http://example.com/ingest/{}", i + j as u64))
+                .collect();
+            let t = Instant::now();
+            stored += submit(&client, &base, addresses).await;
+            lat.push(t.elapsed());
+            i += k as u64;
+        }
+        let took = started.elapsed();
+        println!(
+            "| {what} | {stored} | {per_request} | {:.2} s | {:.0} | {:.1} ms | {:.1} ms |",
+            took.as_secs_f64(),
+            stored as f64 / took.as_secs_f64(),
+            percentile(lat.clone(), 0.5),
+            percentile(lat, 0.99)
+        );
+        running.stop().await.expect("stop");
+    }
+    redis_cleanup(&prefix).await;
+    drop_db(&name).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = broker.stop().await;
 }

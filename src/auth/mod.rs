@@ -84,11 +84,11 @@ pub struct AuthArgs {
     pub session_ttl_hours: u64,
 
     /// Submissions a minute per account, token, or (signed out) client address.
-    #[arg(long, env = "RATE_SUBMISSIONS_PER_MIN", default_value_t = 120)]
+    #[arg(long, env = "RATE_SUBMISSIONS_PER_MIN", default_value_t = 1_200)]
     pub rate_submissions_per_min: u32,
 
     /// Addresses a minute per account, token, or (signed out) client address.
-    #[arg(long, env = "RATE_ADDRESSES_PER_MIN", default_value_t = 20_000)]
+    #[arg(long, env = "RATE_ADDRESSES_PER_MIN", default_value_t = 1_200_000)]
     pub rate_addresses_per_min: u32,
 
     /// Sign-in attempts a minute for one account name.
