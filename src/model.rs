@@ -125,6 +125,10 @@ pub struct ResultRecord {
     /// Each fetch attempt's HTTP status or error, oldest first.
     #[serde(default)]
     pub attempt_log: Vec<AttemptRecord>,
+    /// The count of every word the task counts (DESIGN §14); `words_count` is the first
+    /// word's. None when nothing was counted (or from a worker older than this field).
+    #[serde(default)]
+    pub counts: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 /// What one fetch attempt ended with.
@@ -153,6 +157,7 @@ impl ResultRecord {
             attempts: 0,
             charset_source: None,
             attempt_log: Vec::new(),
+            counts: None,
         }
     }
 }

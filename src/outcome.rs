@@ -103,6 +103,7 @@ mod tests {
             attempts: 1,
             charset_source: None,
             attempt_log: Vec::new(),
+            counts: None,
         }
     }
 

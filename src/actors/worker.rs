@@ -60,11 +60,30 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
         Err(e) => return error_record(e.to_string(), started),
     };
     let opts = job.options.clone();
+    let words = opts.word_list();
     let fetched = fetcher
         .fetch(&url, |meta| {
-            CountingSink(BodyCounter::new(&opts, meta.content_type.as_deref()))
+            let ct = meta.content_type.as_deref();
+            CountingSink(if words.len() > 1 {
+                // One pass over the body for every word (DESIGN §14).
+                BodyCounter::new_words(&words, opts.case_sensitive, opts.whole_word, opts.scope, ct)
+            } else {
+                BodyCounter::new(&opts, ct)
+            })
         })
         .await;
+    let counts = fetched.output.as_ref().map(|s| {
+        let per_word: Vec<u64> = if s.counts.is_empty() {
+            vec![s.count]
+        } else {
+            s.counts.clone()
+        };
+        words
+            .iter()
+            .cloned()
+            .zip(per_word.into_iter().map(|n| n as i64))
+            .collect::<std::collections::BTreeMap<String, i64>>()
+    });
     let outcome = match (&fetched.error, fetched.status) {
         (Some(_), _) => "error",
         (None, _) if fetched.truncated => "truncated",
@@ -98,6 +117,7 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
                 error: a.error,
             })
             .collect(),
+        counts,
     }
 }
 

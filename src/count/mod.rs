@@ -67,6 +67,11 @@ pub struct CountOptions {
     pub whole_word: bool,
     /// Visible text of the page, or the raw decoded body.
     pub scope: Scope,
+    /// Several words counted in one pass (DESIGN §14): when not empty, the whole list in
+    /// order, and `word` is its first entry (so readers that know only `word` still see
+    /// the first word). Empty = just `word`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<String>,
 }
 
 impl Default for CountOptions {
@@ -77,11 +82,39 @@ impl Default for CountOptions {
             case_sensitive: false,
             whole_word: true,
             scope: Scope::Text,
+            words: Vec::new(),
         }
     }
 }
 
 impl CountOptions {
+    /// The words this task counts, in order (`words`, or just `word`).
+    pub fn word_list(&self) -> Vec<String> {
+        if self.words.is_empty() {
+            vec![self.word.clone()]
+        } else {
+            self.words.clone()
+        }
+    }
+
+    /// Sets the list of words: `word` becomes the first, `words` the list when it holds
+    /// more than one (a one-word list is stored as just `word`).
+    pub fn set_words(&mut self, words: Vec<String>) {
+        if let Some(first) = words.first() {
+            self.word = first.clone();
+        }
+        self.words = if words.len() > 1 { words } else { Vec::new() };
+    }
+
+    /// Like [`validate`](Self::validate), for every word of the list.
+    pub fn validate_all(&self) -> Result<(), String> {
+        if self.words.is_empty() {
+            self.validate()
+        } else {
+            validate_words(&self.words)
+        }
+    }
+
     /// Checks a user-supplied option set; `Err` is a human sentence fit to show in the form.
     ///
     /// Control characters are refused because the text matcher uses one as a block

@@ -63,6 +63,8 @@ pub(crate) fn json_rejection(e: JsonRejection) -> ApiError {
 pub struct CreateTasks {
     pub addresses: Vec<String>,
     pub word: Option<String>,
+    /// Several words (or phrases) counted in one pass; `word` then must be absent.
+    pub words: Option<Vec<String>>,
     pub case_sensitive: Option<bool>,
     pub whole_word: Option<bool>,
     pub scope: Option<Scope>,
@@ -131,12 +133,22 @@ async fn create(
         );
     }
     let d = CountOptions::default();
-    let options = CountOptions {
-        word: req.word.unwrap_or(d.word),
+    let mut options = CountOptions {
+        word: req.word.clone().unwrap_or(d.word),
         case_sensitive: req.case_sensitive.unwrap_or(d.case_sensitive),
         whole_word: req.whole_word.unwrap_or(d.whole_word),
         scope: req.scope.unwrap_or(d.scope),
+        words: Vec::new(),
     };
+    if let Some(words) = req.words {
+        if req.word.is_some() {
+            return Err(
+                Error::Unprocessable("give either `word` or `words`, not both".into()).into(),
+            );
+        }
+        crate::count::validate_words(&words).map_err(Error::Unprocessable)?;
+        options.set_words(words);
+    }
     let out = submit(&state, &req.addresses, options, false, req.label.as_deref()).await?;
     let tasks: Vec<Created> = out
         .accepted

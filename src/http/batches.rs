@@ -56,6 +56,8 @@ pub struct BatchView {
     pub finished: i64,
     pub percent: i64,
     pub words_total: i64,
+    /// (word, sum of its counts) when the batch counts several words.
+    pub word_totals: Vec<(String, i64)>,
     /// (outcome spelling, label, count), every outcome.
     pub outcomes: Vec<(&'static str, &'static str, i64)>,
     pub segments: Vec<Segment>,
@@ -126,7 +128,12 @@ impl BatchView {
             parts.join(", ")
         );
         let o = &b.options;
-        let mut what = format!("“{}”", o.word);
+        let mut what = o
+            .word_list()
+            .iter()
+            .map(|w| format!("“{w}”"))
+            .collect::<Vec<_>>()
+            .join(", ");
         what.push_str(if o.whole_word {
             " · whole word"
         } else {
@@ -154,6 +161,15 @@ impl BatchView {
             finished: b.finished,
             percent: b.percent(),
             words_total: b.words_total,
+            word_totals: if b.options.words.len() > 1 {
+                b.options
+                    .words
+                    .iter()
+                    .map(|w| (w.clone(), b.word_totals.get(w).copied().unwrap_or(0)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             outcomes,
             segments,
             summary,

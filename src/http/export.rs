@@ -6,8 +6,10 @@
 //! CSV columns, in this order (a header row first):
 //! `id,address,status,outcome,words_count,http_status_code,error,batch_id,run,word,
 //! case_sensitive,whole_word,scope,final_url,content_type,charset,bytes_read,truncated,
-//! duration_ms,attempts,submitted_at,finished_at` — times are epoch milliseconds, empty
-//! cells are unknown/none. JSON Lines: one object per task, as `GET /api/tasks/{id}`
+//! duration_ms,attempts,submitted_at,finished_at,counts` — times are epoch milliseconds,
+//! empty cells are unknown/none, `counts` is the per-word counts as a JSON object. An
+//! export of one batch that counts several words adds one `count:WORD` column per word.
+//! `words_count` is always the first word's. JSON Lines: one object per task, as `GET /api/tasks/{id}`
 //! without history.
 
 use axum::Router;
@@ -33,7 +35,7 @@ pub fn router() -> Router<AppState> {
 /// The CSV header; the first seven columns are a contract.
 pub const CSV_HEADER: &str = "id,address,status,outcome,words_count,http_status_code,error,\
 batch_id,run,word,case_sensitive,whole_word,scope,final_url,content_type,charset,bytes_read,\
-truncated,duration_ms,attempts,submitted_at,finished_at";
+truncated,duration_ms,attempts,submitted_at,finished_at,counts";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
@@ -78,7 +80,18 @@ async fn export(
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
         Format::Jsonl => ("application/x-ndjson", "jsonl"),
     };
-    let body = Body::from_stream(rows(state.store.clone(), filter, format));
+    // One column per word when the export is one batch that counts several.
+    let words = match filter.batch {
+        Some(b) => state
+            .store
+            .get_batch(b)
+            .await
+            .map_err(Error::from)?
+            .map(|b| b.options.words)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let body = Body::from_stream(rows(state.store.clone(), filter, format, words));
     Ok((
         [
             (header::CONTENT_TYPE, ctype.to_string()),
@@ -100,11 +113,13 @@ fn rows(
     store: Store,
     filter: TaskFilter,
     format: Format,
+    words: Vec<String>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
     struct St {
         store: Store,
         filter: TaskFilter,
         format: Format,
+        words: Vec<String>,
         header_sent: bool,
         done: bool,
     }
@@ -112,6 +127,7 @@ fn rows(
         store,
         filter,
         format,
+        words,
         header_sent: false,
         done: false,
     };
@@ -122,7 +138,13 @@ fn rows(
         if !st.header_sent {
             st.header_sent = true;
             if st.format == Format::Csv {
-                return Some((Ok(Bytes::from(format!("{CSV_HEADER}\r\n"))), st));
+                let mut h = CSV_HEADER.to_string();
+                for w in &st.words {
+                    h.push(',');
+                    push_csv_field(&mut h, &format!("count:{w}"));
+                }
+                h.push_str("\r\n");
+                return Some((Ok(Bytes::from(h)), st));
             }
         }
         match st.store.list_tasks(&st.filter).await {
@@ -143,7 +165,7 @@ fn rows(
                 let mut out = String::with_capacity(views.len() * 200);
                 for v in views {
                     match st.format {
-                        Format::Csv => csv_row(&mut out, &v),
+                        Format::Csv => csv_row(&mut out, &v, &st.words),
                         Format::Jsonl => {
                             let j = TaskJson::from(v);
                             if let Ok(line) = serde_json::to_string(&j) {
@@ -160,10 +182,11 @@ fn rows(
 }
 
 /// One CSV record (RFC 4180: quoted when needed, CRLF line ends).
-pub fn csv_row(out: &mut String, v: &TaskView) {
+pub fn csv_row(out: &mut String, v: &TaskView, words: &[String]) {
     let t = &v.task;
     let r = v.result.as_ref();
-    let fields: [String; 22] = [
+    let counts = r.and_then(|r| r.counts.as_ref());
+    let fields: [String; 23] = [
         t.id.to_string(),
         t.address.clone(),
         t.status.as_str().to_string(),
@@ -188,12 +211,19 @@ pub fn csv_row(out: &mut String, v: &TaskView) {
         opt(r.map(|r| r.attempts)),
         t.timestamp.to_string(),
         opt(r.map(|r| r.timestamp)),
+        counts
+            .and_then(|c| serde_json::to_string(c).ok())
+            .unwrap_or_default(),
     ];
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         push_csv_field(out, f);
+    }
+    for w in words {
+        out.push(',');
+        out.push_str(&opt(counts.and_then(|c| c.get(w))));
     }
     out.push_str("\r\n");
 }
@@ -244,6 +274,6 @@ mod tests {
         assert!(
             CSV_HEADER.starts_with("id,address,status,outcome,words_count,http_status_code,error,")
         );
-        assert_eq!(CSV_HEADER.split(',').count(), 22);
+        assert_eq!(CSV_HEADER.split(',').count(), 23);
     }
 }

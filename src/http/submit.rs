@@ -59,7 +59,7 @@ pub async fn submit(
     skip_blank: bool,
     label: Option<&str>,
 ) -> Result<SubmitOutcome, Error> {
-    options.validate().map_err(Error::Unprocessable)?;
+    options.validate_all().map_err(Error::Unprocessable)?;
     let label = clean_label(label)?;
     let candidates: Vec<(usize, &String)> = lines
         .iter()

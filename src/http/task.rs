@@ -62,6 +62,10 @@ impl ResultView {
         if let Some(n) = r.words_count {
             facts.push(("count", n.to_string()));
         }
+        if let Some(c) = r.counts.as_ref().filter(|c| c.len() > 1) {
+            let per: Vec<String> = c.iter().map(|(w, n)| format!("{w}: {n}")).collect();
+            facts.push(("count per word", per.join(", ")));
+        }
         if let Some(c) = r.http_status_code {
             facts.push(("HTTP status", c.to_string()));
         }
@@ -178,7 +182,10 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
     let t = &v.task;
     let o = &t.options;
     let options = vec![
-        ("word", o.word.clone()),
+        (
+            if o.words.len() > 1 { "words" } else { "word" },
+            o.word_list().join(", "),
+        ),
         (
             "match",
             if o.whole_word {

@@ -359,12 +359,24 @@ async fn post_form(
             "paste at least one address (one per line)".into(),
         )),
         Ok(scope) => {
-            let options = CountOptions {
+            // Several words: separated by commas or one per line.
+            let words: Vec<String> = form
+                .word
+                .split([',', '\n'])
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect();
+            let mut options = CountOptions {
                 word: form.word.trim().to_string(),
                 case_sensitive: form.case_sensitive,
                 whole_word: form.whole_word,
                 scope,
+                words: Vec::new(),
             };
+            if words.len() > 1 {
+                options.set_words(words);
+            }
             submit(&state, &lines, options, true, f.label.as_deref()).await
         }
     };

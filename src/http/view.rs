@@ -29,7 +29,12 @@ impl Row {
     pub fn from_view(v: &TaskView) -> Row {
         let t = &v.task;
         let o = &t.options;
-        let mut what = format!("“{}”", o.word);
+        let mut what = o
+            .word_list()
+            .iter()
+            .map(|w| format!("“{w}”"))
+            .collect::<Vec<_>>()
+            .join(", ");
         what.push_str(if o.whole_word {
             " · whole word"
         } else {
@@ -90,9 +95,19 @@ impl Row {
                     d.push(format!("{} fetch attempts", r.attempts));
                 }
                 (
-                    r.words_count
-                        .map(|n| n.to_string())
-                        .unwrap_or_else(|| "—".into()),
+                    match (&r.counts, o.words.len() > 1) {
+                        // Several words: each word's count, in the task's order.
+                        (Some(c), true) => o
+                            .words
+                            .iter()
+                            .map(|w| format!("{w} {}", c.get(w).copied().unwrap_or(0)))
+                            .collect::<Vec<_>>()
+                            .join(" · "),
+                        _ => r
+                            .words_count
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|| "—".into()),
+                    },
                     r.http_status_code
                         .map(|c| c.to_string())
                         .unwrap_or_default(),

@@ -38,6 +38,8 @@ pub struct Batch {
     pub finished_at: Option<i64>,
     /// Who submitted it ("account NAME", "token NAME", "anonymous (ADDRESS)").
     pub created_by: Option<String>,
+    /// Sum of the current runs' counts per word (DESIGN §14).
+    pub word_totals: std::collections::BTreeMap<String, i64>,
 }
 
 impl Batch {
@@ -79,7 +81,7 @@ pub struct BatchDistribution {
 
 const BATCH_COLUMNS: &str = "id, label, created_at, word, case_sensitive, whole_word, scope, \
      total, not_started, pending, finished, ok, http_error, failed, truncated, cancelled, \
-     words_total, version, updated_at, finished_at, created_by";
+     words_total, version, updated_at, finished_at, created_by, words, word_totals";
 
 macro_rules! batch_from_row {
     ($row:expr) => {{
@@ -94,6 +96,7 @@ macro_rules! batch_from_row {
                 case_sensitive: row.try_get("case_sensitive")?,
                 whole_word: row.try_get("whole_word")?,
                 scope: Scope::from_str(&scope).map_err(StoreError::Corrupt)?,
+                words: super::json_column(row.try_get("words")?, "words")?.unwrap_or_default(),
             },
             total: row.try_get("total")?,
             not_started: row.try_get("not_started")?,
@@ -109,6 +112,8 @@ macro_rules! batch_from_row {
             updated_at: row.try_get("updated_at")?,
             finished_at: row.try_get("finished_at")?,
             created_by: row.try_get("created_by")?,
+            word_totals: super::json_column(row.try_get("word_totals")?, "word_totals")?
+                .unwrap_or_default(),
         }
     }};
 }

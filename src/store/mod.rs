@@ -93,6 +93,8 @@ macro_rules! task_from_row {
                 case_sensitive: row.try_get("case_sensitive")?,
                 whole_word: row.try_get("whole_word")?,
                 scope: crate::count::Scope::from_str(&scope).map_err(StoreError::Corrupt)?,
+                words: crate::store::json_column(row.try_get("words")?, "words")?
+                    .unwrap_or_default(),
             },
             attempts: row.try_get("attempts")?,
             queued_at: row.try_get("queued_at")?,
@@ -134,6 +136,7 @@ macro_rules! result_from_row {
                         .transpose()
                         .map_err(|e| StoreError::Corrupt(format!("attempt_log: {e}")))?
                         .unwrap_or_default(),
+                    counts: crate::store::json_column(row.try_get("counts")?, "counts")?,
                 })
             }
         }
@@ -142,14 +145,14 @@ macro_rules! result_from_row {
 
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.address, t.timestamp, t.task_status, t.word, \
      t.case_sensitive, t.whole_word, t.scope, t.attempts, t.queued_at, t.updated_at, \
-     t.batch_id, t.run, t.outcome";
+     t.batch_id, t.run, t.outcome, t.words";
 pub(crate) const RESULT_COLUMNS: &str = "r.id AS r_id, r.words_count, r.http_status_code, \
      r.error, r.timestamp AS r_timestamp, r.final_url, r.content_type, r.charset, \
      r.bytes_read, r.truncated, r.duration_ms, r.attempts AS r_attempts, r.charset_source, \
-     r.attempt_log";
+     r.attempt_log, r.counts";
 pub(crate) const RETURNING_TASK: &str = " RETURNING id, address, timestamp, task_status, \
      word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at, batch_id, \
-     run, outcome";
+     run, outcome, words";
 
 /// Changes to one set of totals (the `task_stats` row, or one batch), summed over one
 /// transaction.
@@ -211,11 +214,23 @@ impl Delta {
 #[derive(Debug, Default)]
 pub(crate) struct Deltas {
     pub by_batch: BTreeMap<Option<i64>, Delta>,
+    /// Per-word count sums gained (+) or lost (-), per batch.
+    pub words_by_batch: BTreeMap<i64, BTreeMap<String, i64>>,
 }
 
 impl Deltas {
     pub fn of(&mut self, batch: Option<i64>) -> &mut Delta {
         self.by_batch.entry(batch).or_default()
+    }
+    /// Adds `sign` × a result's per-word counts to its batch's sums.
+    pub fn words(&mut self, batch: Option<i64>, counts: Option<&BTreeMap<String, i64>>, sign: i64) {
+        let (Some(b), Some(c)) = (batch, counts) else {
+            return;
+        };
+        let sums = self.words_by_batch.entry(b).or_default();
+        for (w, n) in c {
+            *sums.entry(w.clone()).or_default() += sign * n;
+        }
     }
 }
 
@@ -263,6 +278,25 @@ macro_rules! apply_deltas {
             let Some(batch) = batch else { continue };
             if d.is_zero() {
                 continue;
+            }
+            if let Some(words) = deltas.words_by_batch.get(batch) {
+                // Read-modify-write is safe: every writer holds the task_stats lock.
+                let old: Option<String> =
+                    sqlx::query_scalar("SELECT word_totals FROM batch WHERE id = $1")
+                        .bind(*batch)
+                        .fetch_optional(&mut *$tx)
+                        .await?
+                        .flatten();
+                let mut sums: std::collections::BTreeMap<String, i64> =
+                    crate::store::json_column(old, "word_totals")?.unwrap_or_default();
+                for (w, n) in words {
+                    *sums.entry(w.clone()).or_default() += n;
+                }
+                sqlx::query("UPDATE batch SET word_totals = $1 WHERE id = $2")
+                    .bind(serde_json::to_string(&sums).unwrap_or_default())
+                    .bind(*batch)
+                    .execute(&mut *$tx)
+                    .await?;
             }
             sqlx::query(crate::store::BUMP_BATCH)
                 .bind(d.not_started)
@@ -396,6 +430,21 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
     }
+}
+
+/// A JSON text column (NULL = None).
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
+    v: Option<String>,
+    what: &str,
+) -> StoreResult<Option<T>> {
+    v.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A list as a JSON text column: NULL when empty.
+pub(crate) fn json_list(v: &[String]) -> Option<String> {
+    (!v.is_empty()).then(|| serde_json::to_string(v).unwrap_or_default())
 }
 
 pub(crate) fn push_ids<'a, DB: sqlx::Database>(qb: &mut QueryBuilder<'a, DB>, ids: &'a [i64])

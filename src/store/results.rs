@@ -107,6 +107,7 @@ impl Store {
                 d.moved(cur.status, TaskStatus::Finished, 1);
                 *d.outcome(outcome) += 1;
                 d.words += jr.result.words_count.unwrap_or(0);
+                deltas.words(cur.batch, jr.result.counts.as_ref(), 1);
                 cur.status = TaskStatus::Finished;
                 rollup.push(RollupRow {
                     at_ms: now,
@@ -123,7 +124,7 @@ impl Store {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO result (task_id, run, words_count, http_status_code, error, \
                      timestamp, final_url, content_type, charset, bytes_read, truncated, \
-                     duration_ms, attempts, outcome, charset_source, attempt_log) ",
+                     duration_ms, attempts, outcome, charset_source, attempt_log, counts) ",
                 );
                 qb.push_values(chunk, |mut b, (jr, outcome)| {
                     let r = &jr.result;
@@ -145,7 +146,12 @@ impl Store {
                         .push_bind(r.attempts)
                         .push_bind(outcome.as_str())
                         .push_bind(r.charset_source.clone())
-                        .push_bind(log);
+                        .push_bind(log)
+                        .push_bind(
+                            r.counts
+                                .as_ref()
+                                .and_then(|c| serde_json::to_string(c).ok()),
+                        );
                 });
                 qb.push(" ON CONFLICT (task_id, run) DO NOTHING RETURNING task_id, run");
                 for row in qb.build().fetch_all(&mut *tx).await? {

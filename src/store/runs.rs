@@ -52,7 +52,7 @@ impl Store {
             let mut tx = begin_write!(pool);
             // What the current runs counted, to take it out of the batch sums.
             let mut qb = QueryBuilder::new(
-                "SELECT t.id, t.batch_id, t.outcome, r.words_count FROM task t \
+                "SELECT t.id, t.batch_id, t.outcome, r.words_count, r.counts FROM task t \
                  LEFT JOIN result r ON r.task_id = t.id AND r.run = t.run \
                  WHERE t.task_status = 'FINISHED' AND t.id IN (",
             );
@@ -69,6 +69,9 @@ impl Store {
                     *d.outcome(o) -= 1;
                 }
                 d.words -= row.try_get::<Option<i64>, _>("words_count")?.unwrap_or(0);
+                let counts: Option<std::collections::BTreeMap<String, i64>> =
+                    super::json_column(row.try_get("counts")?, "counts")?;
+                deltas.words(batch, counts.as_ref(), -1);
                 finished.push(row.try_get("id")?);
             }
             if !finished.is_empty() {

@@ -101,7 +101,8 @@ impl Store {
             let o = &first.options;
             let batch_id: i64 = sqlx::query_scalar(
                 "INSERT INTO batch (label, created_at, word, case_sensitive, whole_word, scope, \
-                 updated_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $2, $7) RETURNING id",
+                 updated_at, created_by, words) VALUES ($1, $2, $3, $4, $5, $6, $2, $7, $8) \
+                 RETURNING id",
             )
             .bind(label)
             .bind(now)
@@ -110,12 +111,13 @@ impl Store {
             .bind(o.whole_word)
             .bind(o.scope.as_str())
             .bind(created_by)
+            .bind(super::json_list(&o.words))
             .fetch_one(&mut *tx)
             .await?;
             for chunk in new.chunks(CHUNK) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, \
-                     whole_word, scope, attempts, updated_at, batch_id, run) ",
+                     whole_word, scope, attempts, updated_at, batch_id, run, words) ",
                 );
                 qb.push_values(chunk, |mut b, t| {
                     b.push_bind(&t.address)
@@ -128,7 +130,8 @@ impl Store {
                         .push_bind(0i32)
                         .push_bind(now)
                         .push_bind(batch_id)
-                        .push_bind(1i32);
+                        .push_bind(1i32)
+                        .push_bind(super::json_list(&t.options.words));
                 });
                 qb.push(" RETURNING id");
                 let mut ids: Vec<i64> = qb

@@ -31,6 +31,7 @@ fn result_for(task_id: i64, n: i64) -> JobResult {
                 status: Some(200),
                 error: None,
             }],
+            counts: None,
         },
         worker: "test".into(),
     }

@@ -866,3 +866,119 @@ async fn command_line_client_submits_waits_and_exports() {
     app.stop().await;
     db.cleanup().await;
 }
+
+/// Several words at once (DESIGN §14): one fetch, a count per word in the result, the
+/// table, the batch's per-word totals and the CSV's per-word columns; bad word lists are
+/// refused with a reason.
+#[tokio::test]
+async fn several_words_are_counted_in_one_fetch() {
+    let pages = PageServer::start().await;
+    let db = TestDb::sqlite();
+    let app = TestApp::start(serve_args(&db.url, 2)).await;
+    let page = pages.url("/count/4");
+    let (status, created) = app
+        .submit(json!({
+            "addresses": [page.clone(), pages.url("/count/1")],
+            "words": ["python", "great", "jython", "rust"],
+        }))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let batch = created["batch_id"].as_i64().unwrap();
+    let b = wait_batch_finished(&app, batch).await;
+    assert_eq!(pages.hits("/count/4"), 1, "one fetch for four words");
+    let id = created["tasks"][0]["id"].as_i64().unwrap();
+    let t = app.task(id).await;
+    assert_eq!(t["word"], "python", "the first word stays `word`");
+    let r = &t["result"];
+    assert_eq!(r["words_count"], 4, "words_count is the first word's");
+    assert_eq!(
+        r["counts"],
+        json!({"python": 4, "great": 2, "jython": 1, "rust": 0}),
+        "{t}"
+    );
+    assert_eq!(
+        b["word_totals"],
+        json!({"python": 5, "great": 3, "jython": 2, "rust": 0}),
+        "{b}"
+    );
+    let csv = app
+        .client
+        .get(app.url(&format!("/api/tasks/export?format=csv&batch={batch}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.ends_with(",counts,count:python,count:great,count:jython,count:rust"),
+        "{header}"
+    );
+    let first = csv.lines().nth(1).unwrap();
+    assert!(first.ends_with(",4,2,1,0"), "{first}");
+    let table = app
+        .client
+        .get(app.url(&format!("/tasks?batch={batch}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        table.contains("python 4 · great 2 · jython 1 · rust 0"),
+        "{table}"
+    );
+    // The form: words separated by commas.
+    let res = app
+        .client
+        .post(app.url("/tasks"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "addresses={}&word=python%2C+great&whole_word=on",
+            url::form_urlencoded::byte_serialize(page.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, list) = get_json(&app, "/api/tasks?limit=1").await;
+    let newest = list["tasks"][0]["id"].as_i64().unwrap();
+    let t = eventually("the form's task finished", Duration::from_secs(30), || {
+        let app = &app;
+        async move {
+            let t = app.task(newest).await;
+            (t["status"] == "FINISHED").then_some(t)
+        }
+    })
+    .await;
+    assert_eq!(t["result"]["counts"], json!({"python": 4, "great": 2}));
+    // Refused, with a reason, nothing stored.
+    for (body, why) in [
+        (
+            json!({"addresses": [page.clone()], "words": []}),
+            "at least one",
+        ),
+        (
+            json!({"addresses": [page.clone()], "words": vec!["a"; 21]}),
+            "at most 20",
+        ),
+        (
+            json!({"addresses": [page.clone()], "words": ["ok", "bad\u{1}"]}),
+            "control",
+        ),
+        (
+            json!({"addresses": [page.clone()], "words": ["a"], "word": "b"}),
+            "not both",
+        ),
+    ] {
+        let (status, r) = app.submit(body).await;
+        assert_eq!(status, 422, "{r}");
+        assert!(r["error"].as_str().unwrap().contains(why), "{r}");
+    }
+    let (_, all) = get_json(&app, "/api/batches").await;
+    assert_eq!(all["batches"].as_array().map(Vec::len), Some(2));
+    app.stop().await;
+    db.cleanup().await;
+}

@@ -659,6 +659,7 @@ pub fn result_for(task_id: i64, n: i64) -> wordtally::model::JobResult {
             attempts: 1,
             charset_source: None,
             attempt_log: Vec::new(),
+            counts: None,
         },
         worker: "test".into(),
     }

@@ -564,6 +564,7 @@ async fn markup_in_addresses_and_results_is_shown_as_text() {
             attempts: 1,
             charset_source: None,
             attempt_log: Vec::new(),
+            counts: None,
         },
         worker: evil.into(),
     };
