@@ -22,7 +22,19 @@ pub fn now_ms() -> i64 {
 
 /// Where a task is in its life. Only ever moves forward (`NotStarted` → `Pending` →
 /// `Finished`); every UPDATE in the store guards on the current value to keep it so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum TaskStatus {
     /// Stored, not yet accepted by the queue (e.g. Redis was down). The reconciler retries.
     #[serde(rename = "NOT_STARTED")]
@@ -102,7 +114,7 @@ impl Task {
 }
 
 /// The stored outcome of a task: the count plus what a person needs to trust it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultRecord {
     /// `None` when nothing could be counted (network error, refused content type, ...).
     pub words_count: Option<i64>,
@@ -128,7 +140,7 @@ pub struct ResultRecord {
 }
 
 /// What one fetch attempt ended with.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<i32>,
@@ -158,7 +170,7 @@ impl ResultRecord {
 }
 
 /// A result of an earlier run, kept as history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub run: i32,
     pub result: ResultRecord,
@@ -205,7 +217,7 @@ pub struct JobResult {
 
 /// Totals by status and outcome plus a counter that changes whenever any task or result
 /// changes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub version: i64,
     pub not_started: i64,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// The bus's state as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BusState {
     /// "memory" or "nsq".
     pub kind: &'static str,

@@ -13,7 +13,7 @@ use crate::count::{CountOptions, Scope};
 use crate::model::{TaskStatus, now_ms};
 
 /// A batch as the pages and the API show it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Batch {
     pub id: i64,
     pub label: Option<String>,

@@ -244,7 +244,7 @@ impl Window {
 }
 
 /// One bar of a chart: the API's `{"start", "ok", …, "p50_ms", "p95_ms"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     /// Start of the bucket (epoch ms).
     pub start: i64,

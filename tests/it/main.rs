@@ -14,12 +14,13 @@ mod nsq_broker;
 mod helpers;
 mod pages;
 
+mod auth;
 mod batches;
 mod deploy;
-mod auth;
 mod embedded;
 mod faults;
 mod hostile;
+mod openapi;
 mod pipeline;
 mod ssrf;
 mod workers;
