@@ -59,6 +59,7 @@ pub(crate) fn json_rejection(e: JsonRejection) -> ApiError {
 /// error, not a silently ignored setting.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"addresses": ["https://example.com/"], "word": "python", "label": "docs"}))]
 pub struct CreateTasks {
     pub addresses: Vec<String>,
     pub word: Option<String>,

@@ -113,6 +113,7 @@ async fn show(
 /// `POST /api/batches/{id}/retry` body (optional: empty means `["failed", "http_error"]`).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"outcomes": ["failed", "http_error"]}))]
 pub struct RetryBody {
     outcomes: Option<Vec<Outcome>>,
 }

@@ -56,7 +56,8 @@ pub fn router() -> Router<AppState> {
         super::healthz,
         document,
     ),
-    components(schemas(ErrorBody)),
+    // Schemas only the query parameters name (utoipa collects the others itself).
+    components(schemas(ErrorBody, ExportFormat, ThroughputWindow)),
     modifiers(&CommonResponses),
     security(("bearer" = [])),
     tags(
