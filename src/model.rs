@@ -117,13 +117,19 @@ impl Task {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultRecord {
     /// `None` when nothing could be counted (network error, refused content type, ...).
+    #[schema(required = true)]
     pub words_count: Option<i64>,
+    #[schema(required = true)]
     pub http_status_code: Option<i32>,
+    #[schema(required = true)]
     pub error: Option<String>,
     /// When the result was produced (epoch ms).
     pub timestamp: i64,
+    #[schema(required = true)]
     pub final_url: Option<String>,
+    #[schema(required = true)]
     pub content_type: Option<String>,
+    #[schema(required = true)]
     pub charset: Option<String>,
     pub bytes_read: i64,
     /// The body was longer than the limit: the count covers only what was read.

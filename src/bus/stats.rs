@@ -15,8 +15,10 @@ pub struct BusState {
     /// "memory" or "nsq".
     pub kind: &'static str,
     /// Messages waiting (topic + our channel), summed over nsqds; None = unknown.
+    #[schema(required = true)]
     pub depth: Option<u64>,
     /// Messages handed to a listener and not yet finished; None = unknown.
+    #[schema(required = true)]
     pub in_flight: Option<u64>,
 }
 

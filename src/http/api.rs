@@ -83,6 +83,7 @@ pub struct Created {
 /// With nothing accepted it is a 422 that also carries `error`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedTasks {
+    #[schema(required = true)]
     batch_id: Option<i64>,
     tasks: Vec<Created>,
     rejected: Vec<Rejected>,
@@ -103,6 +104,7 @@ pub struct CancelledTask {
     id: i64,
     #[schema(value_type = crate::model::TaskStatus)]
     status: &'static str,
+    #[schema(required = true)]
     outcome: Option<Outcome>,
 }
 
@@ -111,6 +113,7 @@ pub struct CancelledTask {
 pub struct TaskList {
     tasks: Vec<TaskJson>,
     /// Pass as `before` for the next (older) page; null on the last page.
+    #[schema(required = true)]
     next_before: Option<i64>,
     stats: crate::model::Stats,
 }
@@ -119,11 +122,13 @@ pub struct TaskList {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TaskJson {
     id: i64,
+    #[schema(required = true)]
     batch_id: Option<i64>,
     run: i32,
     address: String,
     #[schema(value_type = crate::model::TaskStatus)]
     status: &'static str,
+    #[schema(required = true)]
     outcome: Option<Outcome>,
     timestamp: i64,
     word: String,
@@ -131,6 +136,7 @@ pub struct TaskJson {
     whole_word: bool,
     scope: Scope,
     attempts: i32,
+    #[schema(required = true)]
     result: Option<ResultRecord>,
     /// Earlier runs, newest first (only on `GET /api/tasks/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]

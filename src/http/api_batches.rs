@@ -48,6 +48,7 @@ struct ListParams {
 pub struct BatchList {
     batches: Vec<Batch>,
     /// Pass as `before` for the next (older) page; null on the last page.
+    #[schema(required = true)]
     next_before: Option<i64>,
 }
 

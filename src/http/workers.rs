@@ -129,8 +129,11 @@ pub async fn record_gauges(state: &AppState) {
 pub struct QueueJson {
     /// "memory" or "redis".
     kind: &'static str,
+    #[schema(required = true)]
     depth: Option<u64>,
+    #[schema(required = true)]
     unacked: Option<u64>,
+    #[schema(required = true)]
     lag_ms: Option<i64>,
 }
 

@@ -253,7 +253,9 @@ pub struct Bucket {
     pub failed: i64,
     pub truncated: i64,
     pub cancelled: i64,
+    #[schema(required = true)]
     pub p50_ms: Option<i64>,
+    #[schema(required = true)]
     pub p95_ms: Option<i64>,
 }
 
