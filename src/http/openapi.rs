@@ -153,6 +153,10 @@ impl Modify for CommonResponses {
     }
 }
 
+// The parameter structs below only describe the query strings to utoipa (typed: enums
+// and integers, so schemathesis sends meaningful values); the handlers parse the strings
+// themselves (`tasks::ListQuery`, `window_param`), hence `allow(dead_code)`.
+
 /// The task filters of `GET /api/tasks` and `GET /api/tasks/export` (parsed by
 /// `tasks::ListQuery`; an empty value means no filter).
 #[derive(IntoParams)]
