@@ -22,7 +22,19 @@ pub fn now_ms() -> i64 {
 
 /// Where a task is in its life. Only ever moves forward (`NotStarted` → `Pending` →
 /// `Finished`); every UPDATE in the store guards on the current value to keep it so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum TaskStatus {
     /// Stored, not yet accepted by the queue (e.g. Redis was down). The reconciler retries.
     #[serde(rename = "NOT_STARTED")]
@@ -102,16 +114,22 @@ impl Task {
 }
 
 /// The stored outcome of a task: the count plus what a person needs to trust it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultRecord {
     /// `None` when nothing could be counted (network error, refused content type, ...).
+    #[schema(required = true)]
     pub words_count: Option<i64>,
+    #[schema(required = true)]
     pub http_status_code: Option<i32>,
+    #[schema(required = true)]
     pub error: Option<String>,
     /// When the result was produced (epoch ms).
     pub timestamp: i64,
+    #[schema(required = true)]
     pub final_url: Option<String>,
+    #[schema(required = true)]
     pub content_type: Option<String>,
+    #[schema(required = true)]
     pub charset: Option<String>,
     pub bytes_read: i64,
     /// The body was longer than the limit: the count covers only what was read.
@@ -132,7 +150,7 @@ pub struct ResultRecord {
 }
 
 /// What one fetch attempt ended with.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<i32>,
@@ -163,7 +181,7 @@ impl ResultRecord {
 }
 
 /// A result of an earlier run, kept as history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub run: i32,
     pub result: ResultRecord,
@@ -210,7 +228,7 @@ pub struct JobResult {
 
 /// Totals by status and outcome plus a counter that changes whenever any task or result
 /// changes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub version: i64,
     pub not_started: i64,

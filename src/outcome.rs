@@ -11,7 +11,19 @@ use serde::{Deserialize, Serialize};
 use crate::model::ResultRecord;
 
 /// The end of a run. `Cancelled` comes from a person, every other one from a result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A 2xx/3xx response whose whole body was counted.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every wordtally test: the deployment-file check (tests/deploy-check.sh), unit
 # tests, the integration test binary (real PostgreSQL, Redis and the project's NSQ test
-# broker) and the Playwright browser tests (Debian Chromium). Installs what is missing
+# broker), schemathesis against the OpenAPI document (PyPI, in a venv under target/) and
+# the Playwright browser tests (Debian Chromium). Installs what is missing
 # (Chromium, docker-compose, the npm packages); starts no service the
 # machine already runs, and fails — never skips — when PostgreSQL or Redis is absent.
 #
@@ -67,6 +68,9 @@ WORDTALLY_CORPUS="$CORPUS" cargo test --locked --all-targets
 
 say "building the binaries the browser tests drive"
 cargo build --locked --bin wordtally --example nsq_test_broker
+
+say "API fuzzing against /api/openapi.json (schemathesis, tests/schemathesis.sh)"
+bash tests/schemathesis.sh
 
 say "browser tests (Playwright, Debian Chromium)"
 cd e2e

@@ -10,13 +10,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// The bus's state as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BusState {
     /// "memory" or "nsq".
     pub kind: &'static str,
     /// Messages waiting (topic + our channel), summed over nsqds; None = unknown.
+    #[schema(required = true)]
     pub depth: Option<u64>,
     /// Messages handed to a listener and not yet finished; None = unknown.
+    #[schema(required = true)]
     pub in_flight: Option<u64>,
 }
 

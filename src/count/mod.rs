@@ -136,7 +136,9 @@ impl CountOptions {
 }
 
 /// Where the word is looked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// The text a reader sees (markup, scripts, styles, comments and attributes removed).

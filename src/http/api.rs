@@ -10,9 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::submit::submit;
+use super::submit::{Rejected, submit};
 use super::tasks::ListQuery;
 use super::{AppState, Error, actions};
 use crate::count::{CountOptions, Scope};
@@ -58,8 +57,9 @@ pub(crate) fn json_rejection(e: JsonRejection) -> ApiError {
 
 /// `POST /api/tasks` body. Unknown fields are refused so a typo in an option name is an
 /// error, not a silently ignored setting.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"addresses": ["https://example.com/"], "word": "python", "label": "docs"}))]
 pub struct CreateTasks {
     pub addresses: Vec<String>,
     pub word: Option<String>,
@@ -72,21 +72,65 @@ pub struct CreateTasks {
     pub label: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Created {
+/// One accepted address of `POST /api/tasks`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Created {
     id: i64,
     address: String,
+    #[schema(value_type = crate::model::TaskStatus)]
     status: &'static str,
 }
 
+/// `POST /api/tasks` answer: the batch, the accepted tasks and a reason per refused line.
+/// With nothing accepted it is a 422 that also carries `error`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedTasks {
+    #[schema(required = true)]
+    batch_id: Option<i64>,
+    tasks: Vec<Created>,
+    rejected: Vec<Rejected>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `POST /api/tasks/{id}/retry` answer: the task and its new run.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RetriedTask {
+    id: i64,
+    run: i32,
+}
+
+/// `POST /api/tasks/{id}/cancel` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CancelledTask {
+    id: i64,
+    #[schema(value_type = crate::model::TaskStatus)]
+    status: &'static str,
+    #[schema(required = true)]
+    outcome: Option<Outcome>,
+}
+
+/// `GET /api/tasks` answer: a page of tasks, the cursor of the next page, the totals.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TaskList {
+    tasks: Vec<TaskJson>,
+    /// Pass as `before` for the next (older) page; null on the last page.
+    #[schema(required = true)]
+    next_before: Option<i64>,
+    stats: crate::model::Stats,
+}
+
 /// One task as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TaskJson {
     id: i64,
+    #[schema(required = true)]
     batch_id: Option<i64>,
     run: i32,
     address: String,
+    #[schema(value_type = crate::model::TaskStatus)]
     status: &'static str,
+    #[schema(required = true)]
     outcome: Option<Outcome>,
     timestamp: i64,
     word: String,
@@ -94,6 +138,7 @@ pub struct TaskJson {
     whole_word: bool,
     scope: Scope,
     attempts: i32,
+    #[schema(required = true)]
     result: Option<ResultRecord>,
     /// Earlier runs, newest first (only on `GET /api/tasks/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,6 +167,16 @@ impl From<TaskView> for TaskJson {
     }
 }
 
+/// Submit addresses: they become one batch of tasks.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks",
+    request_body = CreateTasks,
+    responses(
+        (status = 201, description = "Stored and queued (some lines may be rejected)", body = CreatedTasks),
+        (status = 400, description = "Not JSON, or not the expected shape", body = super::error::ErrorBody),
+        (status = 413, description = "Body or address count over the limit", body = super::error::ErrorBody),
+        (status = 422, description = "Nothing valid (`rejected` says why) or bad options", body = super::error::ErrorBody),
+        (status = 429, description = "Over the submission rate limit; nothing stored", body = super::error::ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateTasks>, JsonRejection>,
@@ -164,10 +219,15 @@ async fn create(
     } else {
         StatusCode::CREATED
     };
-    let mut body = json!({ "batch_id": out.batch_id, "tasks": tasks, "rejected": out.rejected });
-    if tasks.is_empty() {
-        body["error"] = json!("no valid address: see `rejected`");
-    }
+    let error = tasks
+        .is_empty()
+        .then(|| "no valid address: see `rejected`".to_string());
+    let body = CreatedTasks {
+        batch_id: out.batch_id,
+        tasks,
+        rejected: out.rejected,
+        error,
+    };
     Ok((code, Json(body)).into_response())
 }
 
@@ -176,6 +236,14 @@ pub(crate) fn task_id(id: Result<Path<i64>, PathRejection>) -> Result<i64, Error
         .map_err(|_| Error::BadRequest("the task id must be a whole number".into()))
 }
 
+/// One task with its result and its earlier runs.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task", body = TaskJson),
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
+        (status = 404, description = "No such task", body = super::error::ErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -196,6 +264,14 @@ async fn show(
 }
 
 /// `POST /api/tasks/{id}/retry` → `202 {"id", "run"}`; 409 while the task is unfinished.
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id")),
+    responses(
+        (status = 202, description = "Queued again as a new run", body = RetriedTask),
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
+        (status = 404, description = "No such task", body = super::error::ErrorBody),
+        (status = 409, description = "The task has not finished", body = super::error::ErrorBody),
+    ))]
 async fn retry_one(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -204,24 +280,35 @@ async fn retry_one(
     let task = actions::retry_task(&state, id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": task.id, "run": task.run })),
+        Json(RetriedTask {
+            id: task.id,
+            run: task.run,
+        }),
     )
         .into_response())
 }
 
 /// `POST /api/tasks/{id}/cancel` → `200 {"id", "status", "outcome"}`; 409 if it finished
 /// first.
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = i64, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "Cancelled", body = CancelledTask),
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
+        (status = 404, description = "No such task", body = super::error::ErrorBody),
+        (status = 409, description = "The task finished first", body = super::error::ErrorBody),
+    ))]
 async fn cancel_one(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CancelledTask>, ApiError> {
     let id = task_id(id)?;
     let task = actions::cancel_task(&state, id).await?;
-    Ok(Json(json!({
-        "id": task.id,
-        "status": task.status.as_str(),
-        "outcome": task.outcome,
-    })))
+    Ok(Json(CancelledTask {
+        id: task.id,
+        status: task.status.as_str(),
+        outcome: task.outcome,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,10 +318,17 @@ struct ListParams {
     limit: Option<i64>,
 }
 
+/// A page of tasks, newest first, with the totals.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks",
+    params(super::openapi::FilterParams, super::openapi::PageParams),
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskList),
+        (status = 400, description = "A filter is malformed", body = super::error::ErrorBody),
+    ))]
 async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TaskList>, ApiError> {
     let Query(p) = params.map_err(|e| Error::BadRequest(e.body_text()))?;
     let limit = p.limit.unwrap_or(state.page_size).clamp(1, 500);
     let filter = p.q.filter(limit)?;
@@ -244,7 +338,9 @@ async fn list(
         .then(|| views.last().map(|v| v.task.id))
         .flatten();
     let tasks: Vec<TaskJson> = views.into_iter().map(TaskJson::from).collect();
-    Ok(Json(
-        json!({ "tasks": tasks, "next_before": next_before, "stats": stats }),
-    ))
+    Ok(Json(TaskList {
+        tasks,
+        next_before,
+        stats,
+    }))
 }

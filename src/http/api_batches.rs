@@ -8,8 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::api::ApiError;
 use super::{AppState, Error, actions};
@@ -44,10 +43,40 @@ struct ListParams {
     limit: Option<i64>,
 }
 
+/// `GET /api/batches` answer: a page of batches, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchList {
+    batches: Vec<Batch>,
+    /// Pass as `before` for the next (older) page; null on the last page.
+    #[schema(required = true)]
+    next_before: Option<i64>,
+}
+
+/// `POST /api/batches/{id}/retry` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RetriedBatch {
+    /// Tasks queued again.
+    retried: usize,
+}
+
+/// `POST /api/batches/{id}/cancel` answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CancelledBatch {
+    /// Unfinished tasks that were cancelled.
+    cancelled: usize,
+}
+
+/// A page of batches with their totals, newest first.
+#[utoipa::path(get, path = "/api/batches", tag = "batches",
+    params(super::openapi::BatchPageParams),
+    responses(
+        (status = 200, description = "A page of batches", body = BatchList),
+        (status = 400, description = "A parameter is malformed or unknown", body = super::error::ErrorBody),
+    ))]
 async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<BatchList>, ApiError> {
     let Query(p) = params.map_err(|e| Error::BadRequest(e.body_text()))?;
     let limit = p.limit.unwrap_or(state.page_size).clamp(1, 500);
     let batches = state
@@ -61,11 +90,20 @@ async fn list(
     let next_before = (batches.len() as i64 >= limit)
         .then(|| batches.last().map(|b| b.id))
         .flatten();
-    Ok(Json(
-        json!({ "batches": batches, "next_before": next_before }),
-    ))
+    Ok(Json(BatchList {
+        batches,
+        next_before,
+    }))
 }
 
+/// One batch's totals.
+#[utoipa::path(get, path = "/api/batches/{id}", tag = "batches",
+    params(("id" = i64, Path, description = "Batch id")),
+    responses(
+        (status = 200, description = "The batch", body = Batch),
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
+        (status = 404, description = "No such batch", body = super::error::ErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
@@ -73,17 +111,30 @@ async fn show(
     Ok(Json(load(&state, batch_id(id)?).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST /api/batches/{id}/retry` body (optional: empty means `["failed", "http_error"]`).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RetryBody {
+#[schema(example = json!({"outcomes": ["failed", "http_error"]}))]
+pub struct RetryBody {
     outcomes: Option<Vec<Outcome>>,
 }
 
+/// Queue again the batch's finished tasks that ended with one of `outcomes`.
+#[utoipa::path(post, path = "/api/batches/{id}/retry", tag = "batches",
+    params(("id" = i64, Path, description = "Batch id")),
+    request_body(content = Option<RetryBody>, description = "Optional; empty = failed and http_error"),
+    responses(
+        (status = 200, description = "How many tasks were queued again", body = RetriedBatch),
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
+        (status = 404, description = "No such batch", body = super::error::ErrorBody),
+        (status = 413, description = "The body is over the limit", body = super::error::ErrorBody),
+        (status = 422, description = "The body is not `{\"outcomes\": [...]}`", body = super::error::ErrorBody),
+    ))]
 async fn retry(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RetriedBatch>, ApiError> {
     let id = batch_id(id)?;
     // The body is optional: empty means the default outcomes.
     let body: RetryBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -112,13 +163,21 @@ async fn retry(
         ..Default::default()
     };
     let n = actions::retry_matching(&state, &filter, &outcomes).await?;
-    Ok(Json(json!({ "retried": n })))
+    Ok(Json(RetriedBatch { retried: n }))
 }
 
+/// Cancel the batch's unfinished tasks.
+#[utoipa::path(post, path = "/api/batches/{id}/cancel", tag = "batches",
+    params(("id" = i64, Path, description = "Batch id")),
+    responses(
+        (status = 200, description = "How many tasks were cancelled", body = CancelledBatch),
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
+        (status = 404, description = "No such batch", body = super::error::ErrorBody),
+    ))]
 async fn cancel(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<CancelledBatch>, ApiError> {
     let id = batch_id(id)?;
     load(&state, id).await?;
     let filter = TaskFilter {
@@ -126,9 +185,17 @@ async fn cancel(
         ..Default::default()
     };
     let n = actions::cancel_matching(&state, &filter).await?;
-    Ok(Json(json!({ "cancelled": n })))
+    Ok(Json(CancelledBatch { cancelled: n }))
 }
 
+/// Delete a batch and its tasks.
+#[utoipa::path(delete, path = "/api/batches/{id}", tag = "batches",
+    params(("id" = i64, Path, description = "Batch id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
+        (status = 404, description = "No such batch", body = super::error::ErrorBody),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,

@@ -7,7 +7,6 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use serde_json::json;
 
 use crate::store::StoreError;
 
@@ -35,6 +34,12 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The JSON body of every API error: `{"error": "..."}` (a sentence saying what to fix).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
 }
 
 /// The public sentence of an error, stored on the response for the htmx middleware.
@@ -75,7 +80,7 @@ impl Error {
         let status = self.status();
         let msg = self.public_message();
         let retry = self.retry_after();
-        let mut res = (status, Json(json!({ "error": msg }))).into_response();
+        let mut res = (status, Json(ErrorBody { error: msg.clone() })).into_response();
         res.extensions_mut().insert(ErrorMessage(msg));
         with_retry_after(res, retry)
     }

@@ -50,6 +50,16 @@ struct ExportParams {
     q: ListQuery,
 }
 
+/// Every matching task, oldest first, streamed as CSV (a header row first) or JSON Lines.
+#[utoipa::path(get, path = "/api/tasks/export", tag = "tasks",
+    params(super::openapi::FilterParams, super::openapi::FormatParam),
+    responses(
+        (status = 200, description = "The export (an attachment)", content(
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, description = "A filter or the format is malformed", body = super::error::ErrorBody),
+    ))]
 async fn export(
     State(state): State<AppState>,
     params: Result<Query<ExportParams>, QueryRejection>,

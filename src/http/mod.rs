@@ -11,6 +11,7 @@ mod batches;
 mod error;
 mod export;
 mod login;
+mod openapi;
 mod submit;
 mod task;
 mod tasks;
@@ -24,7 +25,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
-use serde_json::json;
 
 pub use error::Error;
 pub use view::utc;
@@ -68,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .merge(assets::router())
         .merge(workers::router())
         .merge(login::router())
+        .merge(openapi::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         // Routes merged above this line are all covered by the layers below (outermost last).
@@ -95,17 +96,28 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// 200 when the database answers (the queue is reported, not required: tasks wait for it).
+#[utoipa::path(get, path = "/healthz", tag = "service", security(()),
+    responses(
+        (status = 200, description = "The database answers", body = openapi::Health),
+        (status = 503, description = "The database does not answer", body = openapi::Health),
+    ))]
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let db = state.store.ping().await;
     let queue = tokio::time::timeout(Duration::from_secs(2), state.queue.ping()).await;
     let queue_ok = matches!(queue, Ok(Ok(())));
-    let body = json!({
-        "status": if db.is_ok() { "ok" } else { "unavailable" },
-        "database": { "kind": state.store.kind(), "ok": db.is_ok() },
-        "queue": { "kind": state.queue.kind(), "ok": queue_ok },
-        "version": env!("CARGO_PKG_VERSION"),
-        "htmx": assets::HTMX_VERSION,
-    });
+    let body = openapi::Health {
+        status: if db.is_ok() { "ok" } else { "unavailable" },
+        database: openapi::Component {
+            kind: state.store.kind(),
+            ok: db.is_ok(),
+        },
+        queue: openapi::Component {
+            kind: state.queue.kind(),
+            ok: queue_ok,
+        },
+        version: env!("CARGO_PKG_VERSION"),
+        htmx: assets::HTMX_VERSION,
+    };
     let code = if db.is_ok() {
         StatusCode::OK
     } else {

@@ -12,7 +12,7 @@ use crate::model::Task;
 use crate::store::NewTask;
 
 /// One line that was not accepted, and why.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Rejected {
     /// 1-based line number in the textarea, or index + 1 in the API's list.
     #[serde(skip)]

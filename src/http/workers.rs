@@ -13,7 +13,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::json;
 
 use super::api::ApiError;
 use super::view::utc;
@@ -35,8 +34,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// One worker as the API shows it (the contract's names, exactly).
-#[derive(Debug, Serialize)]
-struct WorkerJson {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkerJson {
     id: String,
     host: String,
     pid: u32,
@@ -125,18 +124,48 @@ pub async fn record_gauges(state: &AppState) {
     metrics::gauge!("wordtally_workers_alive").set(s.alive() as f64);
 }
 
-async fn api_workers(State(state): State<AppState>) -> Json<serde_json::Value> {
+/// The job queue as `GET /api/workers` shows it; the numbers are null when it did not answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueueJson {
+    /// "memory" or "redis".
+    kind: &'static str,
+    #[schema(required = true)]
+    depth: Option<u64>,
+    #[schema(required = true)]
+    unacked: Option<u64>,
+    #[schema(required = true)]
+    lag_ms: Option<i64>,
+}
+
+/// `GET /api/workers` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkersJson {
+    workers: Vec<WorkerJson>,
+    queue: QueueJson,
+    bus: BusState,
+}
+
+/// `GET /api/throughput` answer: every bucket of the window, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ThroughputJson {
+    buckets: Vec<Bucket>,
+}
+
+/// Live workers (by heartbeat), the job queue and the result bus.
+#[utoipa::path(get, path = "/api/workers", tag = "workers",
+    responses((status = 200, description = "Workers, queue and bus", body = WorkersJson)))]
+async fn api_workers(State(state): State<AppState>) -> Json<WorkersJson> {
     let s = snapshot(&state, true).await;
-    Json(json!({
-        "workers": s.workers,
-        "queue": {
-            "kind": s.queue_kind,
-            "depth": s.queue.map(|q| q.depth),
-            "unacked": s.queue.map(|q| q.unacked),
-            "lag_ms": s.queue.map(|q| q.lag_ms),
+    Json(WorkersJson {
+        workers: s.workers,
+        queue: QueueJson {
+            kind: s.queue_kind,
+            depth: s.queue.map(|q| q.depth),
+            unacked: s.queue.map(|q| q.unacked),
+            lag_ms: s.queue.map(|q| q.lag_ms),
         },
-        "bus": s.bus,
-    }))
+        bus: s.bus,
+    })
 }
 
 /// `window` from the raw query: absent = 1h; repeated, empty or unknown = 400.
@@ -152,17 +181,24 @@ fn window_param(raw: Option<&str>) -> Result<Window, Error> {
     }
 }
 
+/// Finished runs per bucket of the window, with latency percentiles.
+#[utoipa::path(get, path = "/api/throughput", tag = "workers",
+    params(super::openapi::WindowParam),
+    responses(
+        (status = 200, description = "The window's buckets", body = ThroughputJson),
+        (status = 400, description = "`window` is not 1h or 24h, or given twice", body = super::error::ErrorBody),
+    ))]
 async fn api_throughput(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ThroughputJson>, ApiError> {
     let window = window_param(raw.as_deref())?;
     let buckets = state
         .store
         .throughput(window, now_ms())
         .await
         .map_err(Error::from)?;
-    Ok(Json(json!({ "buckets": buckets })))
+    Ok(Json(ThroughputJson { buckets }))
 }
 
 /// A worker row on the page.

@@ -13,9 +13,10 @@ use crate::count::{CountOptions, Scope};
 use crate::model::{TaskStatus, now_ms};
 
 /// A batch as the pages and the API show it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Batch {
     pub id: i64,
+    #[schema(required = true)]
     pub label: Option<String>,
     pub created_at: i64,
     #[serde(skip)]
@@ -35,6 +36,7 @@ pub struct Batch {
     pub version: i64,
     pub updated_at: i64,
     /// When its last unfinished task finished; None while any is unfinished.
+    #[schema(required = true)]
     pub finished_at: Option<i64>,
     /// Who submitted it ("account NAME", "token NAME", "anonymous (ADDRESS)").
     pub created_by: Option<String>,

@@ -244,7 +244,7 @@ impl Window {
 }
 
 /// One bar of a chart: the API's `{"start", "ok", …, "p50_ms", "p95_ms"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     /// Start of the bucket (epoch ms).
     pub start: i64,
@@ -253,7 +253,9 @@ pub struct Bucket {
     pub failed: i64,
     pub truncated: i64,
     pub cancelled: i64,
+    #[schema(required = true)]
     pub p50_ms: Option<i64>,
+    #[schema(required = true)]
     pub p95_ms: Option<i64>,
 }
 

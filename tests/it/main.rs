@@ -20,6 +20,7 @@ mod deploy;
 mod embedded;
 mod faults;
 mod hostile;
+mod openapi;
 mod pipeline;
 mod ssrf;
 mod workers;

@@ -1,0 +1,181 @@
+//! `GET /api/openapi.json` against the real router: every documented operation is served
+//! (a well-formed request gets neither 404 nor 405), and every route that src/http
+//! registers under `/api` (plus `/healthz`) is documented — read from the source, so a
+//! new `.route("/api/...")` without `#[utoipa::path]` fails here.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDb, serve_args};
+
+/// `(METHOD, path)` of every route registered in src/http whose path is under `/api/` or is
+/// `/healthz`, read from the `.route("…", get(…).post(…))` calls.
+fn routes_in_source() -> BTreeSet<(String, String)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("read src/http") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read source file");
+        // A call may be split over lines by rustfmt: join everything, then split on it.
+        let joined: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for piece in joined.split(".route(\"").skip(1) {
+            let Some((route, rest)) = piece.split_once('"') else {
+                continue;
+            };
+            if !(route.starts_with("/api/") || route == "/healthz") {
+                continue;
+            }
+            // The method router runs up to the `)` closing `.route(`.
+            let mut depth = 1;
+            let mut end = rest.len();
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let methods = &rest[..end];
+            let mut found = false;
+            for m in ["get", "post", "put", "patch", "delete"] {
+                let called = methods.starts_with(&format!(", {m}("))
+                    || methods.contains(&format!(".{m}("))
+                    || methods.contains(&format!("routing::{m}("));
+                if called {
+                    found = true;
+                    out.insert((m.to_uppercase(), route.to_string()));
+                }
+            }
+            assert!(
+                found,
+                "{}: cannot read the methods of route {route}: {methods}",
+                path.display()
+            );
+        }
+    }
+    out
+}
+
+/// `(METHOD, path)` of every operation in the document.
+fn operations(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, _) in item.as_object().expect("path item") {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                out.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn document_matches_the_router() {
+    let db = TestDb::sqlite();
+    let app = TestApp::start(serve_args(&db.url, 0)).await;
+
+    let res = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .expect("GET /api/openapi.json");
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("application/json")
+    );
+    let doc: Value = res.json().await.expect("document is JSON");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3.1"),
+        "not OpenAPI 3.1: {}",
+        doc["openapi"]
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    // Both directions: the source's routes are documented, the document's are served.
+    let documented = operations(&doc);
+    let mut in_source = routes_in_source();
+    assert!(
+        in_source.len() >= 15,
+        "route scan found too few: {in_source:?}"
+    );
+    in_source.insert(("GET".into(), "/api/openapi.json".into()));
+    let undocumented: Vec<_> = in_source.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from the document: {undocumented:?}"
+    );
+    let unrouted: Vec<_> = documented.difference(&in_source).collect();
+    assert!(
+        unrouted.is_empty(),
+        "documented but not in src/http: {unrouted:?}"
+    );
+
+    // Real ids, so a 404 can only mean the router lacks the route.
+    let (code, created) = app
+        .submit(json!({ "addresses": ["http://example.com/"], "label": "openapi" }))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let task = created["tasks"][0]["id"].as_i64().expect("task id");
+    let batch = created["batch_id"].as_i64().expect("batch id");
+
+    // DELETE last: it removes the batch the other requests use.
+    let mut ops: Vec<_> = documented.iter().collect();
+    ops.sort_by_key(|(m, _)| m == "DELETE");
+    for (method, path) in ops {
+        let id = if path.starts_with("/api/batches/") {
+            batch
+        } else {
+            task
+        };
+        let url = app.url(&path.replace("{id}", &id.to_string()));
+        let req = match method.as_str() {
+            "GET" => app.client.get(&url),
+            "POST" => app.client.post(&url).json(&json!({})),
+            "DELETE" => app.client.delete(&url),
+            other => panic!("unexpected method {other}"),
+        };
+        // POST /api/tasks needs its required field; the others take `{}` or no body.
+        let req = if path == "/api/tasks" && method == "POST" {
+            app.client
+                .post(&url)
+                .json(&json!({ "addresses": ["http://example.org/"] }))
+        } else {
+            req
+        };
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        assert!(
+            status != 404 && status != 405,
+            "{method} {path} answered {status}: the document names a route the router lacks"
+        );
+        // Every answer is one the document lists for the operation.
+        let op = &doc["paths"][path.as_str()][method.to_lowercase()];
+        assert!(
+            op["responses"].get(status.to_string()).is_some(),
+            "{method} {path} answered {status}, which the document does not list"
+        );
+    }
+
+    app.stop().await;
+    db.cleanup().await;
+}
