@@ -827,6 +827,44 @@ async fn ingest(n: u64, per_request: usize) {
             percentile(lat.clone(), 0.5),
             percentile(lat, 0.99)
         );
+        // Bulk actions on the last batch: cancel everything, then retry it all.
+        let (_, last): (u16, Value) = {
+            let r = client
+                .get(format!("{base}/api/batches?limit=1"))
+                .send()
+                .await
+                .expect("list");
+            (r.status().as_u16(), r.json().await.expect("json"))
+        };
+        let batch = last["batches"][0]["id"].as_i64().expect("a batch");
+        let t = Instant::now();
+        let c: Value = client
+            .post(format!("{base}/api/batches/{batch}/cancel"))
+            .send()
+            .await
+            .expect("cancel")
+            .json()
+            .await
+            .expect("json");
+        let cancel_took = t.elapsed();
+        let t = Instant::now();
+        let r: Value = client
+            .post(format!("{base}/api/batches/{batch}/retry"))
+            .json(&json!({"outcomes": ["cancelled"]}))
+            .send()
+            .await
+            .expect("retry")
+            .json()
+            .await
+            .expect("json");
+        let retry_took = t.elapsed();
+        eprintln!(
+            "{what}: cancel of {} tasks {:.2} s, retry of {} tasks {:.2} s",
+            c["cancelled"],
+            cancel_took.as_secs_f64(),
+            r["retried"],
+            retry_took.as_secs_f64()
+        );
         running.stop().await.expect("stop");
     }
     redis_cleanup(&prefix).await;

@@ -147,6 +147,9 @@ pub struct ResultRecord {
     /// word's. None when nothing was counted (or from a worker older than this field).
     #[serde(default)]
     pub counts: Option<std::collections::BTreeMap<String, i64>>,
+    /// The redirects followed to `final_url`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<String>,
 }
 
 /// What one fetch attempt ended with.
@@ -176,6 +179,7 @@ impl ResultRecord {
             charset_source: None,
             attempt_log: Vec::new(),
             counts: None,
+            redirects: Vec::new(),
         }
     }
 }

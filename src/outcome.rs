@@ -116,6 +116,7 @@ mod tests {
             charset_source: None,
             attempt_log: Vec::new(),
             counts: None,
+            redirects: Vec::new(),
         }
     }
 

@@ -5,3 +5,5 @@ ALTER TABLE task ADD COLUMN words TEXT;
 ALTER TABLE batch ADD COLUMN words TEXT;
 ALTER TABLE batch ADD COLUMN word_totals TEXT;
 ALTER TABLE result ADD COLUMN counts TEXT;
+-- The redirects a result's fetch followed (JSON array; NULL = none).
+ALTER TABLE result ADD COLUMN redirects TEXT;

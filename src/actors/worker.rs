@@ -118,6 +118,7 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
             })
             .collect(),
         counts,
+        redirects: fetched.redirects,
     }
 }
 

@@ -240,6 +240,9 @@ impl Guard {
             if let Err(e) = guard.check_url(next) {
                 return attempt.error(e);
             }
+            // Recorded for the result (the task page shows the chain); outside a fetch's
+            // scope there is nothing to record into.
+            let _ = super::HOPS.try_with(|h| h.borrow_mut().push(next.to_string()));
             attempt.follow()
         })
     }

@@ -122,6 +122,14 @@ pub struct Fetched<O> {
     pub error: Option<String>,
     /// What each attempt ended with, oldest first (shown on the task page).
     pub attempt_log: Vec<AttemptNote>,
+    /// The redirects the last attempt followed, in order (the final URL last).
+    pub redirects: Vec<String>,
+}
+
+tokio::task_local! {
+    /// The redirect hops of the request being sent: the redirect policy (which reqwest
+    /// calls while this task polls the request) appends each URL it follows.
+    pub(crate) static HOPS: std::cell::RefCell<Vec<String>>;
 }
 
 /// One attempt's HTTP status or error.
@@ -144,6 +152,7 @@ impl<O> Fetched<O> {
             attempts: 0,
             error: None,
             attempt_log: Vec::new(),
+            redirects: Vec::new(),
         }
     }
 }
@@ -181,6 +190,8 @@ struct AttemptOutcome<O> {
     error: Option<String>,
     /// Worth another try (connect error, timeout, 429, 5xx, broken connection).
     retryable: bool,
+    /// Redirects followed on the way to the response.
+    redirects: Vec<String>,
     retry_after: Option<Duration>,
 }
 
@@ -196,6 +207,7 @@ impl<O> AttemptOutcome<O> {
             error: Some(error),
             retryable,
             retry_after: None,
+            redirects: Vec::new(),
         }
     }
 }
@@ -304,6 +316,7 @@ impl Fetcher {
             fetched.bytes_read = outcome.bytes_read;
             fetched.truncated = outcome.truncated;
             fetched.error = outcome.error;
+            fetched.redirects = outcome.redirects;
             fetched.duration = started.elapsed();
             tracing::debug!(
                 status = fetched.status,
@@ -347,7 +360,13 @@ impl Fetcher {
         let timed_out = || format!("timed out after {}", human_duration(config.total_timeout));
 
         let sent = tokio::time::timeout_at(deadline, self.inner.client.get(url.clone()).send());
-        let mut response = match sent.await {
+        let (sent, hops) = HOPS
+            .scope(std::cell::RefCell::new(Vec::new()), async {
+                let r = sent.await;
+                (r, HOPS.with(|h| h.take()))
+            })
+            .await;
+        let mut response = match sent {
             Err(_) => return AttemptOutcome::failed(timed_out(), true),
             Ok(Err(e)) => {
                 let (msg, retryable) = describe_request_error(&e, config);
@@ -373,6 +392,7 @@ impl Fetcher {
             error: None,
             retryable: false,
             retry_after: None,
+            redirects: hops,
         };
         if retry_status && !last {
             // Not counted: dropping the response closes the connection without draining it.

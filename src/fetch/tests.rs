@@ -350,6 +350,11 @@ async fn redirect_is_followed_and_final_url_recorded() {
     assert_eq!(f.error, None);
     assert_eq!(body_text(&f), "hello world");
     assert_eq!(f.final_url.as_deref(), Some(s.url("/ok").as_str()));
+    assert_eq!(
+        f.redirects,
+        vec![s.url("/ok").to_string()],
+        "the chain is recorded"
+    );
     assert_eq!(s.hits(), 2);
 }
 
@@ -378,6 +383,15 @@ async fn too_many_redirects() {
         .await;
     assert_eq!(f.error, None, "exactly max_redirects hops are fine");
     assert_eq!(body_text(&f), "end of chain");
+    assert_eq!(
+        f.redirects,
+        vec![
+            s.url("/chain/2").to_string(),
+            s.url("/chain/1").to_string(),
+            s.url("/chain/0").to_string()
+        ],
+        "every hop, in order"
+    );
 
     let f = fetcher(config).fetch(&s.url("/chain/5"), collect).await;
     assert_eq!(f.error.as_deref(), Some("too many redirects (3)"));

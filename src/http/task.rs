@@ -72,6 +72,12 @@ impl ResultView {
         if let Some(e) = &r.error {
             facts.push(("error", e.clone()));
         }
+        if !r.redirects.is_empty() {
+            facts.push((
+                "redirects",
+                format!("{} hop(s): {}", r.redirects.len(), r.redirects.join(" → ")),
+            ));
+        }
         if let Some(u) = &r.final_url {
             facts.push(("final URL", u.clone()));
         }

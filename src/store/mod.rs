@@ -137,6 +137,8 @@ macro_rules! result_from_row {
                         .map_err(|e| StoreError::Corrupt(format!("attempt_log: {e}")))?
                         .unwrap_or_default(),
                     counts: crate::store::json_column(row.try_get("counts")?, "counts")?,
+                    redirects: crate::store::json_column(row.try_get("redirects")?, "redirects")?
+                        .unwrap_or_default(),
                 })
             }
         }
@@ -149,7 +151,7 @@ pub(crate) const TASK_COLUMNS: &str = "t.id, t.address, t.timestamp, t.task_stat
 pub(crate) const RESULT_COLUMNS: &str = "r.id AS r_id, r.words_count, r.http_status_code, \
      r.error, r.timestamp AS r_timestamp, r.final_url, r.content_type, r.charset, \
      r.bytes_read, r.truncated, r.duration_ms, r.attempts AS r_attempts, r.charset_source, \
-     r.attempt_log, r.counts";
+     r.attempt_log, r.counts, r.redirects";
 pub(crate) const RETURNING_TASK: &str = " RETURNING id, address, timestamp, task_status, \
      word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at, batch_id, \
      run, outcome, words";

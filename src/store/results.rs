@@ -124,7 +124,8 @@ impl Store {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO result (task_id, run, words_count, http_status_code, error, \
                      timestamp, final_url, content_type, charset, bytes_read, truncated, \
-                     duration_ms, attempts, outcome, charset_source, attempt_log, counts) ",
+                     duration_ms, attempts, outcome, charset_source, attempt_log, counts, \
+                     redirects) ",
                 );
                 qb.push_values(chunk, |mut b, (jr, outcome)| {
                     let r = &jr.result;
@@ -151,7 +152,8 @@ impl Store {
                             r.counts
                                 .as_ref()
                                 .and_then(|c| serde_json::to_string(c).ok()),
-                        );
+                        )
+                        .push_bind(super::json_list(&r.redirects));
                 });
                 qb.push(" ON CONFLICT (task_id, run) DO NOTHING RETURNING task_id, run");
                 for row in qb.build().fetch_all(&mut *tx).await? {

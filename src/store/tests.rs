@@ -32,6 +32,7 @@ fn result_for(task_id: i64, n: i64) -> JobResult {
                 error: None,
             }],
             counts: None,
+            redirects: Vec::new(),
         },
         worker: "test".into(),
     }
@@ -336,6 +337,8 @@ async fn retry_keeps_history_and_ignores_late_results_of_old_runs() {
     );
     let mut ok = result_for(id, 9);
     ok.run = 2;
+    ok.result.redirects = vec!["http://example.com/next".into()];
+    ok.result.counts = Some([("python".to_string(), 9)].into_iter().collect());
     assert_eq!(
         store.store_results(&[ok]).await.unwrap(),
         vec![StoreOutcome::Stored]
@@ -343,7 +346,10 @@ async fn retry_keeps_history_and_ignores_late_results_of_old_runs() {
     let v = store.get_task(id).await.unwrap().unwrap();
     assert_eq!(v.result.as_ref().unwrap().words_count, Some(9));
     assert_eq!(v.task.outcome, Some(Outcome::Ok));
-    assert_eq!(v.result.unwrap().attempt_log.len(), 1);
+    let r = v.result.unwrap();
+    assert_eq!(r.attempt_log.len(), 1);
+    assert_eq!(r.redirects, vec!["http://example.com/next".to_string()]);
+    assert_eq!(r.counts.unwrap()["python"], 9);
     let h = store.history(id, v.task.run).await.unwrap();
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].run, 1);

@@ -660,6 +660,7 @@ pub fn result_for(task_id: i64, n: i64) -> wordtally::model::JobResult {
             charset_source: None,
             attempt_log: Vec::new(),
             counts: None,
+            redirects: Vec::new(),
         },
         worker: "test".into(),
     }

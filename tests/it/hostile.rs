@@ -565,6 +565,7 @@ async fn markup_in_addresses_and_results_is_shown_as_text() {
             charset_source: None,
             attempt_log: Vec::new(),
             counts: None,
+            redirects: Vec::new(),
         },
         worker: evil.into(),
     };
