@@ -251,11 +251,20 @@ impl Store {
              AND task_status = $2 AND COALESCE(queued_at, timestamp) < $3{RETURNING_TASK}"
         );
         let mut out = Vec::new();
+        let postgres = matches!(self, Store::Postgres(_));
         on_pool!(self, |pool| {
             // Under the writers' lock like every other writer: an UPDATE of hundreds of rows
             // racing a result batch's UPDATE of the same rows in another order would
-            // otherwise deadlock on Postgres (found by the 100k-row export test).
-            let mut tx = begin_write!(pool);
+            // otherwise deadlock on Postgres (found by the 100k-row export test). The lock
+            // is taken without bumping the change counter: a claim only moves `queued_at`,
+            // which no page shows, so polls keep answering 204. (SQLite needs no lock row:
+            // its first write takes the database's one write lock.)
+            let mut tx = pool.begin().await?;
+            if postgres {
+                sqlx::query("SELECT id FROM task_stats WHERE id = 1 FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let rows = sqlx::query(&sql)
                 .bind(now)
                 .bind(status.as_str())

@@ -538,3 +538,30 @@ async fn who_did_what_is_recorded() {
         assert_eq!((who.as_str(), action.as_str()), ("account ann", "delete"));
     });
 }
+
+#[tokio::test]
+async fn reconciler_claims_are_not_changes_a_poll_sees() {
+    let store = memory_store().await;
+    store.insert_tasks(&tasks_n(2)).await.unwrap();
+    let v = store.stats().await.unwrap().version;
+    assert!(
+        store
+            .claim_stale(TaskStatus::NotStarted, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .claim_stale(TaskStatus::NotStarted, -1, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.stats().await.unwrap().version,
+        v,
+        "a sweep moves only queued_at; polls keep answering 204"
+    );
+}

@@ -67,6 +67,11 @@ async fn record(
 ) -> Response {
     if let Ok(mut g) = hits.0.lock() {
         *g.entry(uri.path().to_string()).or_default() += 1;
+        // Also by path and query, so a test can count requests for an address of its own
+        // (a port freed by an earlier test may be reused while that test's jobs retry).
+        if let Some(q) = uri.query() {
+            *g.entry(format!("{}?{q}", uri.path())).or_default() += 1;
+        }
     }
     next.run(req).await
 }
@@ -147,7 +152,17 @@ impl PageServer {
     }
 
     pub fn total_hits(&self) -> usize {
-        self.hits.0.lock().map(|g| g.values().sum()).unwrap_or(0)
+        // Path-and-query entries duplicate a path entry: count each request once.
+        self.hits
+            .0
+            .lock()
+            .map(|g| {
+                g.iter()
+                    .filter(|(k, _)| !k.contains('?'))
+                    .map(|(_, n)| n)
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 }
 
