@@ -56,6 +56,71 @@ pub(crate) fn push_lowercased(out: &mut String, s: &str) {
     }
 }
 
+/// Whether `c` is one of the two non-ASCII chars whose per-char lowercase contains an ASCII
+/// char: U+212A KELVIN SIGN (→ `k`) and U+0130 LATIN CAPITAL LETTER I WITH DOT ABOVE
+/// (→ `i` + U+0307). Every other non-ASCII char lowercases to non-ASCII chars only (the
+/// test `only_two_non_ascii_chars_lowercase_to_ascii` checks every char).
+fn lowercases_to_ascii(c: char) -> bool {
+    c == '\u{212A}' || c == '\u{130}'
+}
+
+/// Appends `s` to `out` *folded* for an ASCII needle: ASCII letters lowercased, the two
+/// chars of [`lowercases_to_ascii`] replaced by their lowercase, every other char kept as
+/// is. For a needle made of ASCII chars, the matches in the folded text are exactly those
+/// in the per-char lowercased text ([`push_lowercased`]): both texts have the same ASCII
+/// runs, separated by non-ASCII chars. Only the whole-word test has to lowercase the
+/// (non-ASCII) char it looks at, see `Matcher::fold_ascii`.
+/// Pure-ASCII blocks of 32 bytes (nearly all of a typical page) take a SIMD-friendly path.
+pub(crate) fn push_folded_ascii(out: &mut String, s: &str) {
+    let start = out.len();
+    out.push_str(s);
+    // SAFETY: the loop below changes only ASCII bytes, into ASCII bytes, so the string
+    // stays valid UTF-8 (non-ASCII bytes, including every byte of a multi-byte char, are
+    // left as they are).
+    let region = &mut unsafe { out.as_mut_vec() }[start..];
+    let mut special = false;
+    let mut blocks = region.chunks_exact_mut(32);
+    for block in &mut blocks {
+        let block: &mut [u8; 32] = match block.try_into() {
+            Ok(b) => b,
+            Err(_) => continue, // unreachable: chunks_exact_mut gives 32 bytes
+        };
+        // Fixed-size lanes: the compiler turns both loops into a few SIMD instructions.
+        if block.iter().fold(0, |a, &b| a | b) < 0x80 {
+            for b in block.iter_mut() {
+                *b = b.to_ascii_lowercase();
+            }
+        } else {
+            block.make_ascii_lowercase();
+            special = true;
+        }
+    }
+    let tail = blocks.into_remainder();
+    special |= !tail.is_ascii();
+    tail.make_ascii_lowercase();
+    // Only blocks with a non-ASCII byte can hold U+212A (E2 84 AA) or U+0130 (C4 B0).
+    if special {
+        let region = &out[start..];
+        let bytes = region.as_bytes();
+        let has_special = memchr::memchr2_iter(0xE2, 0xC4, bytes).any(|i| {
+            bytes.get(i..i + 3) == Some(&[0xE2, 0x84, 0xAA][..])
+                || bytes.get(i..i + 2) == Some(&[0xC4, 0xB0][..])
+        });
+        if has_special {
+            let mut folded = String::with_capacity(region.len() + 8);
+            for c in region.chars() {
+                if lowercases_to_ascii(c) {
+                    folded.extend(c.to_lowercase());
+                } else {
+                    folded.push(c);
+                }
+            }
+            out.truncate(start);
+            out.push_str(&folded);
+        }
+    }
+}
+
 /// Largest char boundary of `s` that is `<= i`.
 pub(crate) fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     if i >= s.len() {
@@ -76,6 +141,10 @@ pub(crate) struct Matcher {
     finder: Option<Finder<'static>>,
     needle_len: usize,
     case_insensitive: bool,
+    /// Case-insensitive with an all-ASCII (lowercased) needle: `buf` holds the text
+    /// [folded](push_folded_ascii) instead of lowercased, a cheaper copy with the same
+    /// matches; the whole-word test lowercases the neighbour char it looks at.
+    fold_ascii: bool,
     whole_word: bool,
     /// Text not yet resolved: a possible match may start in it.
     buf: String,
@@ -98,6 +167,7 @@ impl Matcher {
             finder,
             needle_len: needle.len(),
             case_insensitive: !case_sensitive,
+            fold_ascii: !case_sensitive && needle.is_ascii(),
             whole_word,
             buf: String::new(),
             prev: None,
@@ -110,7 +180,9 @@ impl Matcher {
         if self.finder.is_none() || s.is_empty() {
             return;
         }
-        if self.case_insensitive {
+        if self.fold_ascii {
+            push_folded_ascii(&mut self.buf, s);
+        } else if self.case_insensitive {
             push_lowercased(&mut self.buf, s);
         } else if s.len() >= SCAN_THRESHOLD.max(self.needle_len.saturating_mul(2) + 8) {
             self.scan_in_place(s);
@@ -242,6 +314,16 @@ impl Matcher {
             } else {
                 hay[..m].chars().next_back()
             };
+            // Folded text keeps non-ASCII chars as they are: test their lowercase, as the
+            // lowercased text would (its char before is the last of the lowercase).
+            let (before, after) = if self.fold_ascii {
+                (
+                    before.and_then(|c| c.to_lowercase().last()),
+                    after.and_then(|c| c.to_lowercase().next()),
+                )
+            } else {
+                (before, after)
+            };
             if !is_word(before) && !is_word(after) {
                 self.count += 1;
                 pos = end;
@@ -366,6 +448,58 @@ mod tests {
     }
 
     #[test]
+    fn only_two_non_ascii_chars_lowercase_to_ascii() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            if !c.is_ascii() {
+                let has_ascii = c.to_lowercase().any(|l| l.is_ascii());
+                assert_eq!(has_ascii, lowercases_to_ascii(c), "{c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn folding_lowercases_ascii_and_the_two_specials() {
+        let mut s = String::from("x");
+        push_folded_ascii(
+            &mut s,
+            "HELLO, World! \u{212A}elvin İx ÉTÉ AbCdEfGhIjKlMnOp",
+        );
+        assert_eq!(s, "xhello, world! kelvin i\u{307}x ÉtÉ abcdefghijklmnop");
+        // Long enough for the 32-byte blocks, with a special char in a block and in the tail.
+        let text =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~ \u{212A}\u{130}xÉ"
+                .repeat(5);
+        let mut s = String::new();
+        push_folded_ascii(&mut s, &text);
+        let want: String = text
+            .chars()
+            .flat_map(|c| {
+                let l: Vec<char> = if c.is_ascii() || lowercases_to_ascii(c) {
+                    c.to_lowercase().collect()
+                } else {
+                    vec![c]
+                };
+                l
+            })
+            .collect();
+        assert_eq!(s, want);
+    }
+
+    #[test]
+    fn folded_ascii_path_handles_kelvin_and_dotted_i() {
+        let m = Matcher::new("k", false, true);
+        assert!(m.fold_ascii);
+        // U+212A KELVIN SIGN lowercases to 'k'; U+0130 to 'i' + U+0307 (not a word char).
+        assert_eq!(streamed(&["\u{212A} K k"], "k", false, true), 3);
+        assert_eq!(streamed(&["\u{212A}\u{212A}"], "kk", false, false), 1);
+        assert_eq!(streamed(&["\u{130}x"], "ix", false, false), 0);
+        assert_eq!(streamed(&["\u{130}x"], "x", false, true), 1);
+        assert_eq!(streamed(&["\u{130}"], "i", false, true), 1);
+        assert_eq!(streamed(&["éx"], "x", false, true), 0);
+        assert_eq!(streamed(&["Éx"], "x", false, true), 0);
+    }
+
+    #[test]
     fn empty_needle_counts_nothing() {
         assert_eq!(streamed(&["abc"], "", true, false), 0);
     }
@@ -376,12 +510,16 @@ mod tests {
             pieces in proptest::collection::vec(
                 proptest::sample::select(vec![
                     "a", "aa", "b", " ", "_", "3", "-", "İ", "i\u{307}", "ß", "ẞ", "Σ", "σ",
-                    "A", "é", "É", "日", "ab", "ba", "a-a",
+                    "A", "é", "É", "日", "ab", "ba", "a-a", "\u{212A}", "K", "k", "I", "ı", "ſ",
+                    "AB-ab_aB ab Ab a", "kKkK\u{212A}kkkkkkkkkkkkkkkkk", "xxxxxxxxxxxxxxxxxIK",
                 ]),
                 0..40,
             ),
-            cuts in proptest::collection::vec(0usize..80, 0..8),
-            word in proptest::sample::select(vec!["a", "aa", "ab", "aba", "a-", "i", "ß", "σσ", "é_", "İ"]),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+            word in proptest::sample::select(vec![
+                "a", "aa", "ab", "aba", "a-", "i", "ß", "σσ", "é_", "İ", "k", "kk", "ik", "K",
+                "ab a", "xi",
+            ]),
             cs in proptest::bool::ANY,
             whole in proptest::bool::ANY,
         ) {
@@ -402,6 +540,15 @@ mod tests {
                 streamed(&parts, word, cs, whole),
                 reference(&text, word, cs, whole)
             );
+            if !cs {
+                // The folded-ASCII path against the general lowercasing path.
+                let mut general = Matcher::new(word, cs, whole);
+                general.fold_ascii = false;
+                for p in &parts {
+                    general.push_str(p);
+                }
+                proptest::prop_assert_eq!(general.finish(), reference(&text, word, cs, whole));
+            }
             if cs && !whole {
                 proptest::prop_assert_eq!(
                     streamed(&parts, word, cs, whole),

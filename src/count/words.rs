@@ -14,7 +14,9 @@ use std::sync::{Mutex, OnceLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
-use super::matcher::{Matcher, floor_char_boundary, is_word_char, push_lowercased};
+use super::matcher::{
+    Matcher, floor_char_boundary, is_word_char, push_folded_ascii, push_lowercased,
+};
 
 /// Size at which the pending text is scanned (see the single-word matcher).
 #[cfg(not(test))]
@@ -122,6 +124,9 @@ pub(crate) struct MultiMatcher {
     word_to_pattern: Vec<Option<usize>>,
     max_len: usize,
     case_insensitive: bool,
+    /// Case-insensitive and every needle ASCII: `buf` holds the folded text (see
+    /// [`push_folded_ascii`]), and the whole-word test lowercases the char it looks at.
+    fold_ascii: bool,
     whole_word: bool,
     /// Text not yet resolved.
     buf: String,
@@ -168,6 +173,7 @@ impl MultiMatcher {
             counts: vec![0; needles.len()],
             word_to_pattern,
             case_insensitive: !case_sensitive,
+            fold_ascii: !case_sensitive && needles.iter().all(|n| n.is_ascii()),
             whole_word,
             buf: String::new(),
             base: 0,
@@ -179,7 +185,9 @@ impl MultiMatcher {
         if self.ac.is_none() || s.is_empty() {
             return;
         }
-        if self.case_insensitive {
+        if self.fold_ascii {
+            push_folded_ascii(&mut self.buf, s);
+        } else if self.case_insensitive {
             push_lowercased(&mut self.buf, s);
         } else {
             self.buf.push_str(s);
@@ -244,6 +252,14 @@ impl MultiMatcher {
                 self.prev
             } else {
                 hay[..s].chars().next_back()
+            };
+            let (before, after) = if self.fold_ascii {
+                (
+                    before.and_then(|c| c.to_lowercase().last()),
+                    after.and_then(|c| c.to_lowercase().next()),
+                )
+            } else {
+                (before, after)
             };
             if !before.is_some_and(is_word_char) && !after.is_some_and(is_word_char) {
                 self.counts[p] += 1;
@@ -338,14 +354,16 @@ mod tests {
             pieces in proptest::collection::vec(
                 proptest::sample::select(vec![
                     "a", "aa", "b", " ", "_", "3", "-", "İ", "i\u{307}", "ß", "ẞ", "Σ", "σ",
-                    "A", "é", "É", "日", "ab", "ba", "a-a",
+                    "A", "é", "É", "日", "ab", "ba", "a-a", "\u{212A}", "K", "k", "I",
+                    "AB-ab_aB ab Ab aK", "kKkK\u{212A}kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
                 ]),
                 0..40,
             ),
-            cuts in proptest::collection::vec(0usize..80, 0..8),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
             words in proptest::collection::vec(
                 proptest::sample::select(vec![
                     "a", "aa", "ab", "aba", "a-", "i", "ß", "σσ", "é_", "İ", "b", "aaa", "",
+                    "k", "kk", "ik", "K", "ab a",
                 ]),
                 0..6,
             ),
@@ -366,6 +384,16 @@ mod tests {
             }
             parts.push(&text[last..]);
             let got = multi(&parts, &words, cs, whole);
+            if !cs {
+                // The folded-ASCII path against the general lowercasing path.
+                let owned: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+                let mut general = MultiMatcher::new(&owned, cs, whole);
+                general.fold_ascii = false;
+                for p in &parts {
+                    general.push_str(p);
+                }
+                proptest::prop_assert_eq!(&general.finish(), &got);
+            }
             let want: Vec<u64> = words.iter().map(|w| single(&parts, w, cs, whole)).collect();
             proptest::prop_assert_eq!(got, want);
         }
