@@ -146,6 +146,31 @@ const TWENTY_WORDS: [&str; 20] = [
     "string", "list", "type", "data", "error", "example", "import", "default", "method", "code",
 ];
 
+/// 20 rare words (other languages' names): few matches, so the row measures the search
+/// itself rather than the per-match work.
+const TWENTY_RARE_WORDS: [&str; 20] = [
+    "haskell",
+    "golang",
+    "kotlin",
+    "fortran",
+    "cobol",
+    "erlang",
+    "elixir",
+    "clojure",
+    "scala",
+    "ocaml",
+    "pascal",
+    "prolog",
+    "smalltalk",
+    "rustlang",
+    "julia",
+    "ruby",
+    "swift",
+    "lua",
+    "zig",
+    "dart",
+];
+
 /// html5ever sink that only sums the length of character tokens (a bare tokenizer pass).
 struct BareSink(std::cell::Cell<u64>);
 
@@ -211,7 +236,7 @@ fn str_chunks(s: &str, chunk: usize) -> impl Iterator<Item = &str> {
 }
 
 /// `counting [ROW_FILTER] [MAX_PAGES]`: every row over the whole corpus by default; a
-/// filter (substring of the row name) and a page limit make a small run for callgrind.
+/// filter (substring of the row name; several separated by `|`) and a page limit make a small run for callgrind.
 fn counting(filter: Option<&str>, max_pages: Option<usize>) {
     let (what, mut pages) = corpus_pages();
     if let Some(max) = max_pages {
@@ -221,6 +246,7 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
     let mb = total as f64 / (1024.0 * 1024.0);
     let chunk = 16 * 1024;
     let twenty: Vec<String> = TWENTY_WORDS.iter().map(|w| (*w).to_owned()).collect();
+    let rare: Vec<String> = TWENTY_RARE_WORDS.iter().map(|w| (*w).to_owned()).collect();
     let one = vec!["python".to_owned()];
     let feed = |words: &[String], cs: bool, whole: bool, scope: Scope| -> u64 {
         let mut sum = 0;
@@ -290,6 +316,14 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
             Box::new(|| feed(&twenty, false, true, Scope::Raw)),
         ),
         (
+            "raw, 20 rare words, case-sensitive, substring",
+            Box::new(|| feed(&rare, true, false, Scope::Raw)),
+        ),
+        (
+            "raw, 20 rare words, case-insensitive, whole word",
+            Box::new(|| feed(&rare, false, true, Scope::Raw)),
+        ),
+        (
             "lol_html (bare text pass: text handler sums chunk lengths)",
             Box::new(|| pages.iter().map(|p| lol_html_bare(p, chunk)).sum()),
         ),
@@ -338,7 +372,7 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
         ),
     ];
     for (name, f) in rows {
-        if filter.is_some_and(|f| !name.contains(f)) {
+        if filter.is_some_and(|f| !f.split('|').any(|f| name.contains(f))) {
             continue;
         }
         let (t, n) = time_best(5, f);

@@ -10,9 +10,10 @@
 //! (overlapping search); a per-word "next eligible start" filters them into each word's own
 //! left-to-right, non-overlapping sequence.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::packed;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind, Span};
 
 use super::matcher::{
     Matcher, floor_char_boundary, is_word_char, push_folded_ascii, push_lowercased,
@@ -75,22 +76,74 @@ impl Counter {
 /// costs more than scanning a typical page with it, and a worker counts the same word list
 /// on many pages, so bodies share the automaton (an `AhoCorasick` clone is an `Arc`).
 static AUTOMATA: OnceLock<Mutex<Vec<CachedAutomaton>>> = OnceLock::new();
-/// A cache entry: the needles and their automaton.
-type CachedAutomaton = (Vec<String>, AhoCorasick);
+/// A cache entry: the needles and their automata.
+type CachedAutomaton = (Vec<String>, Automata);
+
+/// How a [`MultiMatcher`] finds every occurrence of every needle.
+#[derive(Clone)]
+enum Automata {
+    /// SIMD (Teddy) search for the leftmost start of any needle, restarted one byte after
+    /// each start; at every start the needles beginning there are compared directly
+    /// (`by_first_byte`). Used when `aho_corasick::packed` can build a searcher (x86_64 or
+    /// aarch64, few needles).
+    Packed {
+        searcher: Arc<packed::Searcher>,
+        /// For each byte value, the ids of the needles whose first byte it is.
+        by_first_byte: Arc<Vec<Vec<u32>>>,
+        needles: Arc<Vec<Vec<u8>>>,
+    },
+    /// An overlapping Aho–Corasick search (no SIMD prefilter exists for it).
+    Dfa(AhoCorasick),
+}
 /// Word lists kept in [`AUTOMATA`] (oldest dropped first); small, so lookup is a scan.
 const AUTOMATA_CAP: usize = 16;
 
-/// The automaton for `needles` (`None` when there is none), from the cache if possible.
-fn automaton(needles: &[String]) -> Option<AhoCorasick> {
+/// The automata for `needles` (`None` when there is none), from the cache if possible.
+fn automaton(needles: &[String]) -> Option<Automata> {
     if needles.is_empty() {
         return None;
     }
     let cache = AUTOMATA.get_or_init(|| Mutex::new(Vec::new()));
     // A poisoned lock only means another thread panicked mid-update: skip the cache.
     if let Ok(c) = cache.lock()
-        && let Some((_, ac)) = c.iter().find(|(n, _)| n == needles)
+        && let Some((_, a)) = c.iter().find(|(n, _)| n == needles)
     {
-        return Some(ac.clone());
+        return Some(a.clone());
+    }
+    let a = build_automata(needles, true)?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= AUTOMATA_CAP {
+            c.remove(0);
+        }
+        c.push((needles.to_vec(), a.clone()));
+    }
+    Some(a)
+}
+
+/// Builds the automata for non-empty `needles`: the packed searcher when allowed and
+/// possible, else the DFA.
+fn build_automata(needles: &[String], allow_packed: bool) -> Option<Automata> {
+    let packed = allow_packed
+        .then(|| {
+            packed::Config::new()
+                .match_kind(packed::MatchKind::LeftmostFirst)
+                .builder()
+                .extend(needles)
+                .build()
+        })
+        .flatten();
+    if let Some(searcher) = packed {
+        let mut by_first_byte = vec![Vec::new(); 256];
+        for (id, n) in needles.iter().enumerate() {
+            if let (Some(&b), Ok(id)) = (n.as_bytes().first(), u32::try_from(id)) {
+                by_first_byte[usize::from(b)].push(id);
+            }
+        }
+        return Some(Automata::Packed {
+            searcher: Arc::new(searcher),
+            by_first_byte: Arc::new(by_first_byte),
+            needles: Arc::new(needles.iter().map(|n| n.as_bytes().to_vec()).collect()),
+        });
     }
     // A DFA is the fastest kind for a handful of short needles; fall back to the default
     // choice if it cannot be built (it always can for ≤ 20 × 400 bytes).
@@ -104,13 +157,42 @@ fn automaton(needles: &[String]) -> Option<AhoCorasick> {
                 .build(needles)
         })
         .ok()?;
-    if let Ok(mut c) = cache.lock() {
-        if c.len() >= AUTOMATA_CAP {
-            c.remove(0);
+    Some(Automata::Dfa(ac))
+}
+
+/// Every occurrence `(needle id, start, end)` of every needle in `hay`, each needle's in
+/// increasing order (different needles interleave in no particular order).
+fn occurrences(a: &Automata, hay: &[u8], out: &mut Vec<(u32, usize, usize)>) {
+    out.clear();
+    match a {
+        Automata::Dfa(ac) => {
+            for m in ac.find_overlapping_iter(hay) {
+                if let Ok(p) = u32::try_from(m.pattern().as_usize()) {
+                    out.push((p, m.start(), m.end()));
+                }
+            }
         }
-        c.push((needles.to_vec(), ac.clone()));
+        Automata::Packed {
+            searcher,
+            by_first_byte,
+            needles,
+        } => {
+            let mut pos = 0;
+            while pos < hay.len() {
+                let Some(m) = searcher.find_in(hay, Span::from(pos..hay.len())) else {
+                    break;
+                };
+                let s = m.start();
+                for &p in &by_first_byte[usize::from(hay[s])] {
+                    let n = &needles[p as usize];
+                    if hay[s..].starts_with(n) {
+                        out.push((p, s, s + n.len()));
+                    }
+                }
+                pos = s + 1;
+            }
+        }
     }
-    Some(ac)
 }
 
 /// Streaming counter of several needles in one pass.
@@ -119,7 +201,9 @@ fn automaton(needles: &[String]) -> Option<AhoCorasick> {
 /// longest needle (plus the char before it, kept as `prev`).
 pub(crate) struct MultiMatcher {
     /// `None` when no word is non-empty: nothing can be counted.
-    ac: Option<AhoCorasick>,
+    ac: Option<Automata>,
+    /// Reused list of the occurrences found by one scan.
+    found: Vec<(u32, usize, usize)>,
     /// For each requested word, its pattern id (`None` for an empty word).
     word_to_pattern: Vec<Option<usize>>,
     max_len: usize,
@@ -168,6 +252,7 @@ impl MultiMatcher {
         let ac = automaton(&needles);
         MultiMatcher {
             ac,
+            found: Vec::new(),
             max_len: needles.iter().map(String::len).max().unwrap_or(0),
             next_start: vec![0; needles.len()],
             counts: vec![0; needles.len()],
@@ -227,9 +312,9 @@ impl MultiMatcher {
         let bytes = hay.as_bytes();
         // Any match starting before this is complete within `buf` (needles ≤ max_len).
         let mut keep_from = floor_char_boundary(hay, hay.len().saturating_sub(self.max_len - 1));
-        for m in ac.find_overlapping_iter(bytes) {
-            let p = m.pattern().as_usize();
-            let (s, e) = (m.start(), m.end());
+        occurrences(ac, bytes, &mut self.found);
+        for &(p, s, e) in &self.found {
+            let p = p as usize;
             let abs = self.base + s as u64;
             if abs < self.next_start[p] {
                 continue;
@@ -325,6 +410,47 @@ mod tests {
         assert_eq!(multi(&["abc"], &["", ""], true, true), vec![0, 0]);
     }
 
+    impl MultiMatcher {
+        /// Replaces the packed searcher (if any) by the overlapping DFA.
+        fn use_dfa(&mut self) {
+            if let Some(Automata::Packed { needles, .. }) = &self.ac {
+                let strs: Vec<String> = needles
+                    .iter()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .collect();
+                self.ac = build_automata(&strs, false);
+            }
+        }
+    }
+
+    #[test]
+    fn packed_and_dfa_paths_agree() {
+        let words: Vec<String> = ["python", "py", "thon", "on", "n", "the", "a"]
+            .iter()
+            .map(|w| (*w).to_owned())
+            .collect();
+        let text = "Python pythonic the thonny, a python; the pypy python".repeat(50);
+        for cs in [false, true] {
+            for whole in [false, true] {
+                let mut packed = MultiMatcher::new(&words, cs, whole);
+                #[cfg(target_arch = "x86_64")]
+                assert!(matches!(packed.ac, Some(Automata::Packed { .. })));
+                let mut dfa = MultiMatcher::new(&words, cs, whole);
+                dfa.use_dfa();
+                assert!(matches!(dfa.ac, Some(Automata::Dfa(_))));
+                packed.push_str(&text);
+                dfa.push_str(&text);
+                let (p, d) = (packed.finish(), dfa.finish());
+                assert_eq!(p, d);
+                let single: Vec<u64> = words
+                    .iter()
+                    .map(|w| single(&[&text], w, cs, whole))
+                    .collect();
+                assert_eq!(p, single);
+            }
+        }
+    }
+
     #[test]
     fn counter_with_one_word_uses_the_single_matcher() {
         let words = vec!["python".to_owned()];
@@ -384,6 +510,15 @@ mod tests {
             }
             parts.push(&text[last..]);
             let got = multi(&parts, &words, cs, whole);
+            // The Teddy path against the overlapping DFA (the previous engine).
+            let owned: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+            let mut dfa = MultiMatcher::new(&owned, cs, whole);
+            dfa.use_dfa();
+            for p in &parts {
+                dfa.push_str(p);
+                dfa.scan(false);
+            }
+            proptest::prop_assert_eq!(&dfa.finish(), &got);
             if !cs {
                 // The folded-ASCII path against the general lowercasing path.
                 let owned: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
