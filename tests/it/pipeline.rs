@@ -262,14 +262,14 @@ async fn postgres_bulk_insert_and_mark_queued_keep_rows_and_counters() {
     let store = Store::connect(&db.url).await.expect("postgres store");
     let opts = |i: usize| wordtally::count::CountOptions {
         word: format!("w{i}"),
-        case_sensitive: i % 2 == 0,
-        whole_word: i % 3 == 0,
-        scope: if i % 2 == 0 {
+        case_sensitive: i.is_multiple_of(2),
+        whole_word: i.is_multiple_of(3),
+        scope: if i.is_multiple_of(2) {
             wordtally::count::Scope::Raw
         } else {
             wordtally::count::Scope::Text
         },
-        words: if i % 4 == 0 {
+        words: if i.is_multiple_of(4) {
             vec![format!("w{i}"), "rust".into()]
         } else {
             Vec::new()
