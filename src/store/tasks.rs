@@ -71,6 +71,158 @@ impl TaskFilter {
     }
 }
 
+/// The per-chunk statements of the bulk path, written per database: Postgres binds whole
+/// columns as arrays (`UNNEST`, one parse and a dozen binds for a thousand rows) and moves a
+/// task to PENDING and counts the attempt in one UPDATE; SQLite, which has no arrays, takes
+/// a multi-row VALUES and two UPDATEs.
+trait Bulk: sqlx::Database {
+    /// Inserts `chunk` as NOT_STARTED tasks of `batch_id`; the new ids, in any order.
+    async fn insert_chunk(
+        tx: &mut sqlx::Transaction<'_, Self>,
+        now: i64,
+        batch_id: i64,
+        chunk: &[NewTask],
+    ) -> Result<Vec<i64>, sqlx::Error>;
+
+    /// Marks the tasks `ids` queued (see `Store::mark_queued`); the batch of each task
+    /// that moved NOT_STARTED → PENDING.
+    async fn mark_chunk(
+        tx: &mut sqlx::Transaction<'_, Self>,
+        now: i64,
+        ids: &[i64],
+    ) -> Result<Vec<Option<i64>>, sqlx::Error>;
+}
+
+impl Bulk for sqlx::Postgres {
+    async fn insert_chunk(
+        tx: &mut sqlx::Transaction<'_, Self>,
+        now: i64,
+        batch_id: i64,
+        chunk: &[NewTask],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let mut address = Vec::with_capacity(chunk.len());
+        let mut word = Vec::with_capacity(chunk.len());
+        let mut case_sensitive = Vec::with_capacity(chunk.len());
+        let mut whole_word = Vec::with_capacity(chunk.len());
+        let mut scope = Vec::with_capacity(chunk.len());
+        let mut words = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            address.push(t.address.as_str());
+            word.push(t.options.word.as_str());
+            case_sensitive.push(t.options.case_sensitive);
+            whole_word.push(t.options.whole_word);
+            scope.push(t.options.scope.as_str());
+            words.push(super::json_list(&t.options.words));
+        }
+        sqlx::query_scalar(
+            "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, \
+             whole_word, scope, attempts, updated_at, batch_id, run, words) \
+             SELECT a, $1, 'NOT_STARTED', w, cs, ww, sc, 0, $1, $2, 1, ws \
+             FROM UNNEST($3::text[], $4::text[], $5::bool[], $6::bool[], $7::text[], $8::text[]) \
+             WITH ORDINALITY AS u (a, w, cs, ww, sc, ws, ord) ORDER BY ord RETURNING id",
+        )
+        .bind(now)
+        .bind(batch_id)
+        .bind(address)
+        .bind(word)
+        .bind(case_sensitive)
+        .bind(whole_word)
+        .bind(scope)
+        .bind(words)
+        .fetch_all(&mut **tx)
+        .await
+    }
+
+    async fn mark_chunk(
+        tx: &mut sqlx::Transaction<'_, Self>,
+        now: i64,
+        ids: &[i64],
+    ) -> Result<Vec<Option<i64>>, sqlx::Error> {
+        // The status each row had before is read in the same statement (RETURNING shows
+        // only new values); writers hold the task_stats lock, so nothing moves in between.
+        let rows: Vec<(Option<i64>, String)> = sqlx::query_as(
+            "WITH old AS (SELECT id, task_status AS was FROM task \
+               WHERE id = ANY($2) AND task_status <> 'FINISHED' FOR UPDATE) \
+             UPDATE task SET \
+               task_status = CASE WHEN old.was = 'NOT_STARTED' THEN 'PENDING' \
+                             ELSE task.task_status END, \
+               updated_at = CASE WHEN old.was = 'NOT_STARTED' THEN $1 ELSE task.updated_at END, \
+               attempts = task.attempts + 1, queued_at = $1 \
+             FROM old WHERE task.id = old.id RETURNING task.batch_id, old.was",
+        )
+        .bind(now)
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, was)| was == "NOT_STARTED")
+            .map(|(batch, _)| batch)
+            .collect())
+    }
+}
+
+impl Bulk for sqlx::Sqlite {
+    async fn insert_chunk(
+        tx: &mut sqlx::Transaction<'_, Self>,
+        now: i64,
+        batch_id: i64,
+        chunk: &[NewTask],
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let mut qb = QueryBuilder::new(
+            "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, \
+             whole_word, scope, attempts, updated_at, batch_id, run, words) ",
+        );
+        qb.push_values(chunk, |mut b, t| {
+            b.push_bind(&t.address)
+                .push_bind(now)
+                .push_bind("NOT_STARTED")
+                .push_bind(&t.options.word)
+                .push_bind(t.options.case_sensitive)
+                .push_bind(t.options.whole_word)
+                .push_bind(t.options.scope.as_str())
+                .push_bind(0i32)
+                .push_bind(now)
+                .push_bind(batch_id)
+                .push_bind(1i32)
+                .push_bind(super::json_list(&t.options.words));
+        });
+        qb.push(" RETURNING id");
+        qb.build()
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect()
+    }
+
+    async fn mark_chunk(
+        tx: &mut sqlx::Transaction<'_, Self>,
+        now: i64,
+        ids: &[i64],
+    ) -> Result<Vec<Option<i64>>, sqlx::Error> {
+        let mut qb = QueryBuilder::new("UPDATE task SET task_status = 'PENDING', updated_at = ");
+        qb.push_bind(now);
+        qb.push(" WHERE task_status = 'NOT_STARTED' AND id IN (");
+        push_ids(&mut qb, ids);
+        qb.push(") RETURNING batch_id");
+        let moved = qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<Option<i64>, _>(0))
+            .collect::<Result<_, _>>()?;
+        let mut qb = QueryBuilder::new("UPDATE task SET attempts = attempts + 1, queued_at = ");
+        qb.push_bind(now);
+        qb.push(" WHERE task_status <> 'FINISHED' AND id IN (");
+        push_ids(&mut qb, ids);
+        qb.push(")");
+        qb.build().execute(&mut **tx).await?;
+        Ok(moved)
+    }
+}
+
 impl Store {
     /// Stores a submission as one batch of NOT_STARTED tasks, in one transaction, before
     /// anything is queued: one INSERT for the batch and one multi-row INSERT per thousand
@@ -115,32 +267,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             for chunk in new.chunks(CHUNK) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, \
-                     whole_word, scope, attempts, updated_at, batch_id, run, words) ",
-                );
-                qb.push_values(chunk, |mut b, t| {
-                    b.push_bind(&t.address)
-                        .push_bind(now)
-                        .push_bind("NOT_STARTED")
-                        .push_bind(&t.options.word)
-                        .push_bind(t.options.case_sensitive)
-                        .push_bind(t.options.whole_word)
-                        .push_bind(t.options.scope.as_str())
-                        .push_bind(0i32)
-                        .push_bind(now)
-                        .push_bind(batch_id)
-                        .push_bind(1i32)
-                        .push_bind(super::json_list(&t.options.words));
-                });
-                qb.push(" RETURNING id");
-                let mut ids: Vec<i64> = qb
-                    .build()
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(|r| r.try_get::<i64, _>(0))
-                    .collect::<Result<_, _>>()?;
+                let mut ids = Bulk::insert_chunk(&mut tx, now, batch_id, chunk).await?;
                 // Writers hold the task_stats lock, so one statement's ids are allocated
                 // in VALUES order; sorting makes that independent of RETURNING's order.
                 ids.sort_unstable();
@@ -184,8 +311,8 @@ impl Store {
     }
 
     /// Records that these tasks were accepted by the queue: NOT_STARTED → PENDING (never
-    /// backwards: a result may already have arrived), one more attempt, queued now. Two
-    /// UPDATEs per thousand tasks.
+    /// backwards: a result may already have arrived), one more attempt, queued now. One
+    /// UPDATE per thousand tasks on Postgres (one new row version each), two on SQLite.
     pub async fn mark_queued(&self, ids: &[i64]) -> StoreResult<()> {
         if ids.is_empty() {
             return Ok(());
@@ -195,25 +322,11 @@ impl Store {
             let mut tx = begin_write!(pool);
             let mut deltas = Deltas::default();
             for chunk in ids.chunks(CHUNK) {
-                let mut qb =
-                    QueryBuilder::new("UPDATE task SET task_status = 'PENDING', updated_at = ");
-                qb.push_bind(now);
-                qb.push(" WHERE task_status = 'NOT_STARTED' AND id IN (");
-                push_ids(&mut qb, chunk);
-                qb.push(") RETURNING batch_id");
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    let batch: Option<i64> = row.try_get(0)?;
+                for batch in Bulk::mark_chunk(&mut tx, now, chunk).await? {
                     deltas
                         .of(batch)
                         .moved(TaskStatus::NotStarted, TaskStatus::Pending, 1);
                 }
-                let mut qb =
-                    QueryBuilder::new("UPDATE task SET attempts = attempts + 1, queued_at = ");
-                qb.push_bind(now);
-                qb.push(" WHERE task_status <> 'FINISHED' AND id IN (");
-                push_ids(&mut qb, chunk);
-                qb.push(")");
-                qb.build().execute(&mut *tx).await?;
             }
             apply_deltas!(tx, &deltas, now);
             tx.commit().await?;

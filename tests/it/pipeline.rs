@@ -256,6 +256,60 @@ async fn postgres_store_keeps_the_same_guarantees() {
     db.cleanup().await;
 }
 
+#[tokio::test]
+async fn postgres_bulk_insert_and_mark_queued_keep_rows_and_counters() {
+    let db = TestDb::postgres().await;
+    let store = Store::connect(&db.url).await.expect("postgres store");
+    let opts = |i: usize| wordtally::count::CountOptions {
+        word: format!("w{i}"),
+        case_sensitive: i.is_multiple_of(2),
+        whole_word: i.is_multiple_of(3),
+        scope: if i.is_multiple_of(2) {
+            wordtally::count::Scope::Raw
+        } else {
+            wordtally::count::Scope::Text
+        },
+        words: if i.is_multiple_of(4) {
+            vec![format!("w{i}"), "rust".into()]
+        } else {
+            Vec::new()
+        },
+    };
+    // More than one chunk of a thousand, each row with options of its own.
+    let new: Vec<NewTask> = (0..1500)
+        .map(|i| NewTask {
+            address: format!("http://e{i}.example/"),
+            options: opts(i),
+        })
+        .collect();
+    let tasks = store.insert_tasks(&new).await.unwrap();
+    assert_eq!(tasks.len(), new.len());
+    for (t, n) in tasks.iter().zip(&new) {
+        let read = store.get_task(t.id).await.unwrap().unwrap().task;
+        assert_eq!((&read.address, &read.options), (&n.address, &n.options));
+        assert_eq!(read.status, TaskStatus::NotStarted);
+    }
+    // Task 0 finishes before it is marked, task 1 is marked twice (a re-queue).
+    store
+        .store_results(&[result_for(tasks[0].id, 4)])
+        .await
+        .unwrap();
+    store.mark_queued(&[tasks[1].id]).await.unwrap();
+    let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
+    store.mark_queued(&ids).await.unwrap();
+    let s = store.stats().await.unwrap();
+    assert_eq!((s.not_started, s.pending, s.finished), (0, 1499, 1));
+    let t0 = store.get_task(tasks[0].id).await.unwrap().unwrap().task;
+    assert_eq!((t0.status, t0.attempts), (TaskStatus::Finished, 0));
+    let t1 = store.get_task(tasks[1].id).await.unwrap().unwrap().task;
+    assert_eq!((t1.status, t1.attempts), (TaskStatus::Pending, 2));
+    let t2 = store.get_task(tasks[1499].id).await.unwrap().unwrap().task;
+    assert_eq!((t2.status, t2.attempts), (TaskStatus::Pending, 1));
+    assert!(t2.queued_at.is_some());
+    store.close().await;
+    db.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_arriving_while_the_task_is_marked_pending_still_finishes_it() {
     // Widens the window between enqueue and mark_queued: the task's NOT_STARTED → PENDING
