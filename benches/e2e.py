@@ -141,7 +141,7 @@ for name in after:
 print(f"  cpu total                {total:7.2f} s  = {total / N * 1000:6.3f} s per 1,000 tasks "
       f"(machine has {os.cpu_count()} cores x {t_all:.2f} s = {os.cpu_count() * t_all:.2f} s)")
 for name, p in reversed(list(procs.items())):
-    p.send_signal(signal.SIGTERM if name != "nginx" else signal.SIGQUIT)
+    p.send_signal(signal.SIGTERM)
 for name, p in procs.items():
     try:
         code = p.wait(timeout=30)
