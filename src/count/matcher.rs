@@ -64,6 +64,24 @@ fn lowercases_to_ascii(c: char) -> bool {
     c == '\u{212A}' || c == '\u{130}'
 }
 
+/// The chars around a match as the whole-word test must see them. Folded text (see
+/// [`push_folded_ascii`]) keeps non-ASCII chars as they are, so test their lowercase, as
+/// the lowercased text would (the char before is the last char of its lowercase).
+pub(crate) fn folded_neighbours(
+    folded: bool,
+    before: Option<char>,
+    after: Option<char>,
+) -> (Option<char>, Option<char>) {
+    if folded {
+        (
+            before.and_then(|c| c.to_lowercase().last()),
+            after.and_then(|c| c.to_lowercase().next()),
+        )
+    } else {
+        (before, after)
+    }
+}
+
 /// Appends `s` to `out` *folded* for an ASCII needle: ASCII letters lowercased, the two
 /// chars of [`lowercases_to_ascii`] replaced by their lowercase, every other char kept as
 /// is. For a needle made of ASCII chars, the matches in the folded text are exactly those
@@ -79,12 +97,8 @@ pub(crate) fn push_folded_ascii(out: &mut String, s: &str) {
     // left as they are).
     let region = &mut unsafe { out.as_mut_vec() }[start..];
     let mut special = false;
-    let mut blocks = region.chunks_exact_mut(32);
-    for block in &mut blocks {
-        let block: &mut [u8; 32] = match block.try_into() {
-            Ok(b) => b,
-            Err(_) => continue, // unreachable: chunks_exact_mut gives 32 bytes
-        };
+    let (blocks, tail) = region.as_chunks_mut::<32>();
+    for block in blocks {
         // Fixed-size lanes: the compiler turns both loops into a few SIMD instructions.
         if block.iter().fold(0, |a, &b| a | b) < 0x80 {
             for b in block.iter_mut() {
@@ -95,7 +109,6 @@ pub(crate) fn push_folded_ascii(out: &mut String, s: &str) {
             special = true;
         }
     }
-    let tail = blocks.into_remainder();
     special |= !tail.is_ascii();
     tail.make_ascii_lowercase();
     // Only blocks with a non-ASCII byte can hold U+212A (E2 84 AA) or U+0130 (C4 B0).
@@ -314,16 +327,7 @@ impl Matcher {
             } else {
                 hay[..m].chars().next_back()
             };
-            // Folded text keeps non-ASCII chars as they are: test their lowercase, as the
-            // lowercased text would (its char before is the last of the lowercase).
-            let (before, after) = if self.fold_ascii {
-                (
-                    before.and_then(|c| c.to_lowercase().last()),
-                    after.and_then(|c| c.to_lowercase().next()),
-                )
-            } else {
-                (before, after)
-            };
+            let (before, after) = folded_neighbours(self.fold_ascii, before, after);
             if !is_word(before) && !is_word(after) {
                 self.count += 1;
                 pos = end;

@@ -16,7 +16,8 @@ use aho_corasick::packed;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind, Span};
 
 use super::matcher::{
-    Matcher, floor_char_boundary, is_word_char, push_folded_ascii, push_lowercased,
+    Matcher, floor_char_boundary, folded_neighbours, is_word_char, push_folded_ascii,
+    push_lowercased,
 };
 
 /// Size at which the pending text is scanned (see the single-word matcher).
@@ -338,14 +339,7 @@ impl MultiMatcher {
             } else {
                 hay[..s].chars().next_back()
             };
-            let (before, after) = if self.fold_ascii {
-                (
-                    before.and_then(|c| c.to_lowercase().last()),
-                    after.and_then(|c| c.to_lowercase().next()),
-                )
-            } else {
-                (before, after)
-            };
+            let (before, after) = folded_neighbours(self.fold_ascii, before, after);
             if !before.is_some_and(is_word_char) && !after.is_some_and(is_word_char) {
                 self.counts[p] += 1;
                 self.next_start[p] = self.base + e as u64;
