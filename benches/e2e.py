@@ -94,10 +94,13 @@ else:
         if os.path.exists(db + suffix):
             os.remove(db + suffix)
     env = {**common, "DATABASE_URL": f"sqlite://{db}"}
-    start("serve", [BIN, "serve", "--listen", "127.0.0.1:5078", "--workers", str(WPP)], env, stdout=log, stderr=log)
+    # WRAP="valgrind --tool=callgrind ..." profiles the embedded serve (BENCHMARKS.md).
+    wrap = os.environ.get("WRAP", "").split()
+    start("serve", wrap + [BIN, "serve", "--listen", "127.0.0.1:5078", "--workers", str(WPP)], env,
+          stdout=log, stderr=log)
 
 base = "http://127.0.0.1:5078"
-deadline = time.time() + 30
+deadline = time.time() + (120 if os.environ.get("WRAP") else 30)
 while True:
     try:
         urllib.request.urlopen(base + "/healthz")

@@ -65,7 +65,7 @@ fn lowercases_to_ascii(c: char) -> bool {
 }
 
 /// The chars around a match as the whole-word test must see them. Folded text (see
-/// [`push_folded_ascii`]) keeps non-ASCII chars as they are, so test their lowercase, as
+/// [`fold_ascii_from`]) keeps non-ASCII chars as they are, so test their lowercase, as
 /// the lowercased text would (the char before is the last char of its lowercase).
 pub(crate) fn folded_neighbours(
     folded: bool,
@@ -82,16 +82,16 @@ pub(crate) fn folded_neighbours(
     }
 }
 
-/// Appends `s` to `out` *folded* for an ASCII needle: ASCII letters lowercased, the two
+/// Folds `out[start..]` in place for an ASCII needle: ASCII letters lowercased, the two
 /// chars of [`lowercases_to_ascii`] replaced by their lowercase, every other char kept as
 /// is. For a needle made of ASCII chars, the matches in the folded text are exactly those
 /// in the per-char lowercased text ([`push_lowercased`]): both texts have the same ASCII
 /// runs, separated by non-ASCII chars. Only the whole-word test has to lowercase the
-/// (non-ASCII) char it looks at, see `Matcher::fold_ascii`.
+/// (non-ASCII) char it looks at, see `Matcher::fold_ascii`. Folding is per char, so
+/// folding a concatenation equals concatenating the folded pieces: the matchers append
+/// pieces as they come and fold all that is pending once, just before a scan.
 /// Pure-ASCII blocks of 32 bytes (nearly all of a typical page) take a SIMD-friendly path.
-pub(crate) fn push_folded_ascii(out: &mut String, s: &str) {
-    let start = out.len();
-    out.push_str(s);
+pub(crate) fn fold_ascii_from(out: &mut String, start: usize) {
     // SAFETY: the loop below changes only ASCII bytes, into ASCII bytes, so the string
     // stays valid UTF-8 (non-ASCII bytes, including every byte of a multi-byte char, are
     // left as they are).
@@ -109,8 +109,7 @@ pub(crate) fn push_folded_ascii(out: &mut String, s: &str) {
             special = true;
         }
     }
-    special |= !tail.is_ascii();
-    tail.make_ascii_lowercase();
+    special |= fold_ascii_swar(tail);
     // Only blocks with a non-ASCII byte can hold U+212A (E2 84 AA) or U+0130 (C4 B0).
     if special {
         let region = &out[start..];
@@ -134,6 +133,36 @@ pub(crate) fn push_folded_ascii(out: &mut String, s: &str) {
     }
 }
 
+/// Lowercases the ASCII letters of `bytes` in place, eight bytes at a time in a `u64`
+/// (SWAR), and says whether any byte is non-ASCII; non-ASCII bytes are left as they are.
+/// Text-scope pieces are short (≈ 23 bytes between tags on a documentation page), so they
+/// rarely fill a 32-byte block: this is their path, at a few instructions per 8 bytes
+/// instead of a branch per byte (callgrind: 134 → see BENCHMARKS.md, per piece).
+#[inline]
+fn fold_ascii_swar(bytes: &mut [u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut seen = 0u64;
+    let (words, rest) = bytes.as_chunks_mut::<8>();
+    for w in words {
+        let x = u64::from_ne_bytes(*w);
+        seen |= x;
+        let h = x & LOW7;
+        // Per byte, no carries (h <= 0x7f): the top bit of `h + (0x80 - c)` says h >= c.
+        let at_least_a = h + 0x3f3f_3f3f_3f3f_3f3f;
+        let past_z = h + 0x2525_2525_2525_2525;
+        // An ASCII upper-case letter: >= 'A', not > 'Z', and its own top bit clear.
+        let upper = at_least_a & !past_z & !x & HIGH;
+        // 0x80 >> 2 = 0x20, the case bit, in the same byte.
+        *w = (x | (upper >> 2)).to_ne_bytes();
+    }
+    for b in rest {
+        seen |= u64::from(*b);
+        b.make_ascii_lowercase();
+    }
+    seen & HIGH != 0
+}
+
 /// Largest char boundary of `s` that is `<= i`.
 pub(crate) fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     if i >= s.len() {
@@ -155,12 +184,17 @@ pub(crate) struct Matcher {
     needle_len: usize,
     case_insensitive: bool,
     /// Case-insensitive with an all-ASCII (lowercased) needle: `buf` holds the text
-    /// [folded](push_folded_ascii) instead of lowercased, a cheaper copy with the same
+    /// [folded](fold_ascii_from) instead of lowercased, a cheaper copy with the same
     /// matches; the whole-word test lowercases the neighbour char it looks at.
     fold_ascii: bool,
     whole_word: bool,
     /// Text not yet resolved: a possible match may start in it.
     buf: String,
+    /// With `fold_ascii`: `buf[..folded]` is folded, the rest is text as it came. Pieces
+    /// are appended as they are and folded in one pass just before a scan: text-scope
+    /// pieces are short (≈ 23 bytes between tags), and folding each on arrival cost ~130
+    /// instructions a piece (callgrind), about a tenth of the embedded service's work.
+    folded: usize,
     /// The char just before `buf[0]`, for the whole-word "before" test.
     prev: Option<char>,
     count: u64,
@@ -183,6 +217,7 @@ impl Matcher {
             fold_ascii: !case_sensitive && needle.is_ascii(),
             whole_word,
             buf: String::new(),
+            folded: 0,
             prev: None,
             count: 0,
         }
@@ -194,7 +229,8 @@ impl Matcher {
             return;
         }
         if self.fold_ascii {
-            push_folded_ascii(&mut self.buf, s);
+            // Folded by `scan`, together with everything else pending.
+            self.buf.push_str(s);
         } else if self.case_insensitive {
             push_lowercased(&mut self.buf, s);
         } else if s.len() >= SCAN_THRESHOLD.max(self.needle_len.saturating_mul(2) + 8) {
@@ -271,6 +307,9 @@ impl Matcher {
         if self.finder.is_none() {
             return;
         }
+        if self.fold_ascii {
+            fold_ascii_from(&mut self.buf, self.folded);
+        }
         let buf = std::mem::take(&mut self.buf);
         let (pos, pending) = self.scan_hay(&buf, 0, usize::MAX, self.prev, at_end);
         let n = self.needle_len;
@@ -284,6 +323,7 @@ impl Matcher {
             self.prev = self.buf[..keep_from].chars().next_back();
             self.buf.drain(..keep_from);
         }
+        self.folded = self.buf.len();
     }
 
     /// Counts the matches of `hay` that start in `start..limit`; `prev` is the char before
@@ -338,6 +378,14 @@ impl Matcher {
         }
         (pos, pending)
     }
+}
+
+/// Appends `s` to `out`, folded (the tests' way to fold a piece).
+#[cfg(test)]
+pub(crate) fn push_folded_ascii(out: &mut String, s: &str) {
+    let start = out.len();
+    out.push_str(s);
+    fold_ascii_from(out, start);
 }
 
 #[cfg(test)]
@@ -508,7 +556,37 @@ mod tests {
         assert_eq!(streamed(&["abc"], "", true, false), 0);
     }
 
+    #[test]
+    fn swar_fold_every_byte_in_every_lane() {
+        for b in 0..=255u8 {
+            for lane in 0..16 {
+                let mut got = [b'Q'; 16];
+                got[lane] = b;
+                let mut want = got;
+                want.make_ascii_lowercase();
+                assert_eq!(fold_ascii_swar(&mut got), !b.is_ascii(), "byte {b:#x}");
+                assert_eq!(got, want, "byte {b:#x} in lane {lane}");
+            }
+        }
+    }
+
     proptest::proptest! {
+        /// The SWAR fold is `make_ascii_lowercase` plus "was there a non-ASCII byte", on
+        /// any bytes and at any length and alignment.
+        #[test]
+        fn swar_fold_is_ascii_lowercase(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            skip in 0usize..8,
+        ) {
+            let skip = skip.min(bytes.len());
+            let mut got = bytes.clone();
+            let non_ascii = fold_ascii_swar(&mut got[skip..]);
+            let mut want = bytes.clone();
+            want[skip..].make_ascii_lowercase();
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(non_ascii, !bytes[skip..].is_ascii());
+        }
+
         #[test]
         fn streaming_equals_reference(
             pieces in proptest::collection::vec(

@@ -16,8 +16,7 @@ use aho_corasick::packed;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind, Span};
 
 use super::matcher::{
-    Matcher, floor_char_boundary, folded_neighbours, is_word_char, push_folded_ascii,
-    push_lowercased,
+    Matcher, floor_char_boundary, fold_ascii_from, folded_neighbours, is_word_char, push_lowercased,
 };
 
 /// Size at which the pending text is scanned (see the single-word matcher).
@@ -210,11 +209,14 @@ pub(crate) struct MultiMatcher {
     max_len: usize,
     case_insensitive: bool,
     /// Case-insensitive and every needle ASCII: `buf` holds the folded text (see
-    /// [`push_folded_ascii`]), and the whole-word test lowercases the char it looks at.
+    /// [`fold_ascii_from`]), and the whole-word test lowercases the char it looks at.
     fold_ascii: bool,
     whole_word: bool,
     /// Text not yet resolved.
     buf: String,
+    /// With `fold_ascii`: `buf[..folded]` is folded, the rest is folded just before the
+    /// next scan (see `Matcher`'s field of the same name).
+    folded: usize,
     /// Absolute text offset (in bytes of the folded text) of `buf[0]`.
     base: u64,
     /// The char just before `buf[0]`, for the whole-word "before" test.
@@ -262,6 +264,7 @@ impl MultiMatcher {
             fold_ascii: !case_sensitive && needles.iter().all(|n| n.is_ascii()),
             whole_word,
             buf: String::new(),
+            folded: 0,
             base: 0,
             prev: None,
         }
@@ -272,7 +275,8 @@ impl MultiMatcher {
             return;
         }
         if self.fold_ascii {
-            push_folded_ascii(&mut self.buf, s);
+            // Folded by `scan`, together with everything else pending.
+            self.buf.push_str(s);
         } else if self.case_insensitive {
             push_lowercased(&mut self.buf, s);
         } else {
@@ -309,6 +313,9 @@ impl MultiMatcher {
         let Some(ac) = &self.ac else {
             return;
         };
+        if self.fold_ascii {
+            fold_ascii_from(&mut self.buf, self.folded);
+        }
         let hay = self.buf.as_str();
         let bytes = hay.as_bytes();
         // Any match starting before this is complete within `buf` (needles ≤ max_len).
@@ -354,6 +361,7 @@ impl MultiMatcher {
             self.buf.drain(..keep_from);
             self.base += keep_from as u64;
         }
+        self.folded = self.buf.len();
     }
 }
 
