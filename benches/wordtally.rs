@@ -5,6 +5,7 @@
 //! cargo bench --bench wordtally -- pipeline [TASKS] [WORKER_PROCS] [WORKERS_EACH]
 //! cargo bench --bench wordtally -- latency  [RATE_PER_S] [SECONDS]
 //! cargo bench --bench wordtally -- poll     [TASKS]
+//! cargo bench --bench wordtally -- scale    [TASKS] [LOAD_TASKS_PER_S]
 //! cargo bench --bench wordtally -- memory   [TASKS]
 //! ```
 //!
@@ -64,10 +65,11 @@ fn main() {
         )),
         "latency" => rt.block_on(latency(num(1, 100), num(2, 20))),
         "poll" => rt.block_on(poll(num(1, 1_000_000) as i64)),
+        "scale" => rt.block_on(scale(num(1, 1_000_000) as i64, num(2, 3000))),
         "memory" => rt.block_on(memory(num(1, 10_000) as usize)),
         "ingest" => rt.block_on(ingest(num(1, 20_000), num(2, 1_000) as usize)),
         other => eprintln!(
-            "unknown mode {other:?}: counting | pipeline | latency | poll | memory | ingest"
+            "unknown mode {other:?}: counting | pipeline | latency | poll | scale | memory | ingest"
         ),
     }
 }
@@ -689,8 +691,28 @@ async fn poll(n: i64) {
         ),
         ("page, deep keyset page", format!("/tasks?before={}", n / 2)),
         (
-            "page, address search",
+            "page, address search: one host (site42.example, 1 in 5,000)",
             "/tasks?q=site42.example".to_string(),
+        ),
+        (
+            "page, address search: common (example, every task)",
+            "/tasks?q=example".to_string(),
+        ),
+        (
+            "page, address search: rare (one task)",
+            format!("/tasks?q=page/{}", n / 3 + 7),
+        ),
+        (
+            "page, address search: one host + status PENDING",
+            "/tasks?q=site42.example&status=PENDING".to_string(),
+        ),
+        (
+            "page, address search: one host, deep keyset page",
+            format!("/tasks?q=site42.example&before={}", n / 2),
+        ),
+        (
+            "API, address search: one host",
+            "/api/tasks?q=site42.example".to_string(),
         ),
         ("API, one task", format!("/api/tasks/{}", n / 3)),
     ] {
@@ -715,6 +737,173 @@ async fn poll(n: i64) {
     }
     let _ = serve.stop().await;
     pool.close().await;
+    drop_db(&dbname).await;
+}
+
+// ------------------------------------------------------------------ scale
+
+/// Fills the task table directly (fast) with tasks `from..=to`, all finished (so the
+/// reconciler has nothing to re-queue), and moves the counters along.
+async fn fill_finished(pool: &sqlx::PgPool, from: i64, to: i64) {
+    if to < from {
+        return;
+    }
+    sqlx::query(
+        "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at, outcome) \
+         SELECT 'http://site' || (g % 5000) || '.example/page/' || g, 1700000000000 + g, 'FINISHED', 'python', false, true, 'text', 1, 1700000000000 + g, 1700000000000 + g, 'ok' \
+         FROM generate_series($1::bigint, $2::bigint) g",
+    )
+    .bind(from)
+    .bind(to)
+    .execute(pool)
+    .await
+    .expect("fill tasks");
+    sqlx::query(
+        "UPDATE task_stats SET version = version + 1, finished = finished + $1, ok = ok + $1 WHERE id = 1",
+    )
+    .bind(to - from + 1)
+    .execute(pool)
+    .await
+    .expect("stats");
+    sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+}
+
+/// `requests` submissions of `per` addresses each, one after another; p50 and p99 in ms.
+async fn submit_latency(
+    client: &reqwest::Client,
+    base: &str,
+    pages: SocketAddr,
+    per: usize,
+    requests: usize,
+) -> (f64, f64) {
+    let mut times = Vec::with_capacity(requests);
+    for r in 0..requests {
+        let addrs = (0..per)
+            .map(|i| format!("http://{pages}/page/{}", r * per + i))
+            .collect();
+        let t = Instant::now();
+        let n = submit(client, base, addrs).await;
+        times.push(t.elapsed());
+        assert_eq!(n, per, "every address accepted");
+    }
+    (percentile(times.clone(), 0.5), percentile(times, 0.99))
+}
+
+/// `scale N RATE`: does submitting cost more with a million tasks stored (DESIGN §9, issue
+/// 11 item 5)? `serve --workers 0` and two worker "processes" (in-process, the same code
+/// as `wordtally worker`, 32 fetches each) over Postgres + Redis + the NSQ test broker,
+/// pages from a local server. At 1,000 stored tasks and then at N: submit latency of
+/// `POST /api/tasks` with 1 and with 100 addresses, idle and while a load generator
+/// submits RATE tasks/s (batches of 100) that the workers fetch and count.
+async fn scale(n: i64, rate: u64) {
+    let pages = page_server(Duration::ZERO).await;
+    let broker = NsqTestBroker::start(BrokerConfig::default())
+        .await
+        .expect("broker");
+    let (dbname, db) = fresh_db().await;
+    let prefix = format!("wt-bench-scale-{}", std::process::id());
+    let mut args = serve_args(&db, &broker, &prefix, 0);
+    args.max_submit_addresses = 1000;
+    // One client stands for many people here: no per-client submission limit.
+    args.auth.rate_submissions_per_min = 10_000_000;
+    args.auth.rate_addresses_per_min = 100_000_000;
+    let serve = start_serve(args).await.expect("serve");
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        workers.push(
+            start_worker(serve_args(&db, &broker, &prefix, 32).worker)
+                .await
+                .expect("worker"),
+        );
+    }
+    let base = format!("http://{}", serve.addr);
+    let client = reqwest::Client::new();
+    let pool = sqlx::PgPool::connect(&db).await.expect("pool");
+    println!(
+        "| stored tasks | flowing load | submit 1 address p50 | p99 | submit 100 addresses p50 | p99 | load achieved (finished/s) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut filled = 0;
+    for size in [1000, n] {
+        let t = Instant::now();
+        // Tasks the measurements themselves add are counted in the next size's fill.
+        let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM task")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        fill_finished(&pool, filled + 1, filled + (size - have).max(0)).await;
+        filled += (size - have).max(0);
+        eprintln!("(filled to {size} in {:.1} s)", t.elapsed().as_secs_f64());
+        for loaded in [false, true] {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let load = loaded.then(|| {
+                let (stop, base, client) = (stop.clone(), base.clone(), client.clone());
+                tokio::spawn(async move {
+                    let mut tick =
+                        tokio::time::interval(Duration::from_secs(1) * 100 / rate.max(1) as u32);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    let mut i = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        tick.tick().await;
+                        let addrs = (0..100)
+                            .map(|k| format!("http://{pages}/page/{}", i * 100 + k))
+                            .collect();
+                        submit(&client, &base, addrs).await;
+                        i += 1;
+                    }
+                })
+            });
+            if loaded {
+                // Let the flow reach its steady state first.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            let done0 = finished(&pool).await;
+            let t0 = Instant::now();
+            let one = submit_latency(&client, &base, pages, 1, 300).await;
+            let hundred = submit_latency(&client, &base, pages, 100, 100).await;
+            let rate_seen = (finished(&pool).await - done0) as f64 / t0.elapsed().as_secs_f64();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Some(l) = load {
+                let _ = l.await;
+            }
+            println!(
+                "| {size} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
+                if loaded {
+                    format!("{rate} tasks/s offered")
+                } else {
+                    "none".into()
+                },
+                one.0,
+                one.1,
+                hundred.0,
+                hundred.1,
+                if loaded {
+                    format!("{rate_seen:.0}")
+                } else {
+                    "–".into()
+                },
+            );
+            // Let the workers drain before the next measurement.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let s: (i64, i64) =
+                    sqlx::query_as("SELECT not_started, pending FROM task_stats WHERE id = 1")
+                        .fetch_one(&pool)
+                        .await
+                        .expect("stats");
+                if s.0 + s.1 == 0 || Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    for w in workers {
+        let _ = w.stop().await;
+    }
+    let _ = serve.stop().await;
+    pool.close().await;
+    redis_cleanup(&prefix).await;
     drop_db(&dbname).await;
 }
 

@@ -9,7 +9,8 @@
 //!
 //! One file per subject: [`tasks`] (insert, queue marks, reconciler claims, reads),
 //! [`results`] (the DB writer's batches), [`batches`] (batch totals, lists, deletion,
-//! retention), [`runs`] (retry, cancel, history).
+//! retention), [`runs`] (retry, cancel, history), [`search`] (address search: a bounded
+//! walk, then the trigram index for the rarest part of the term).
 //!
 //! Guarantees kept here, inside transactions:
 //! * within a run a task's status only moves forward (every UPDATE guards on the current
@@ -32,6 +33,7 @@ use sqlx::{PgPool, QueryBuilder, Row, SqlitePool};
 pub use self::batches::{Batch, BatchDistribution, BatchFilter};
 pub use self::results::StoreOutcome;
 pub use self::runs::{AuditEntry, CancelledRun};
+pub use self::search::{SEARCH_WALK, SearchIndex, SearchTuning, TrigramFreq};
 pub use self::tasks::{NewTask, TaskFilter};
 use crate::model::{Stats, TaskStatus};
 use crate::outcome::Outcome;
@@ -338,6 +340,7 @@ pub(crate) const BUMP_BATCH: &str = "UPDATE batch SET \
 mod batches;
 mod results;
 mod runs;
+mod search;
 mod tasks;
 
 pub mod rollups;

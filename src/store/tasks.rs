@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Row};
 
 use super::{
     CHUNK, Deltas, RESULT_COLUMNS, RETURNING_TASK, Store, StoreError, StoreResult, TASK_COLUMNS,
-    like_pattern, push_ids,
+    push_ids,
 };
 use crate::count::CountOptions;
 use crate::model::{Task, TaskStatus, TaskView, now_ms};
@@ -41,33 +41,49 @@ pub struct TaskFilter {
 }
 
 impl TaskFilter {
-    /// Adds this filter's conditions (after a `WHERE 1 = 1`).
-    fn push_conditions<'a, DB: sqlx::Database>(&'a self, qb: &mut QueryBuilder<'a, DB>)
-    where
+    /// Adds this filter's conditions but the search (after a `WHERE 1 = 1`), on the task
+    /// table aliased `t`: status, outcome, batch and the id bounds.
+    pub(crate) fn push_filters<'a, DB: sqlx::Database>(
+        &'a self,
+        qb: &mut QueryBuilder<'a, DB>,
+        t: &str,
+    ) where
         i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-        String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
         &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     {
         if let Some(s) = self.status {
-            qb.push(" AND t.task_status = ").push_bind(s.as_str());
+            qb.push(format!(" AND {t}.task_status = "))
+                .push_bind(s.as_str());
         }
         if let Some(o) = self.outcome {
-            qb.push(" AND t.outcome = ").push_bind(o.as_str());
+            qb.push(format!(" AND {t}.outcome = "))
+                .push_bind(o.as_str());
         }
         if let Some(b) = self.batch {
-            qb.push(" AND t.batch_id = ").push_bind(b);
+            qb.push(format!(" AND {t}.batch_id = ")).push_bind(b);
         }
+        self.push_bounds(qb, t);
+    }
+
+    /// Adds the id bounds (`before`/`after`) on the table aliased `t`.
+    pub(crate) fn push_bounds<'a, DB: sqlx::Database>(
+        &'a self,
+        qb: &mut QueryBuilder<'a, DB>,
+        t: &str,
+    ) where
+        i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    {
         if let Some(b) = self.before {
-            qb.push(" AND t.id < ").push_bind(b);
+            qb.push(format!(" AND {t}.id < ")).push_bind(b);
         }
         if let Some(a) = self.after {
-            qb.push(" AND t.id > ").push_bind(a);
+            qb.push(format!(" AND {t}.id > ")).push_bind(a);
         }
-        if let Some(q) = self.search.as_deref().filter(|q| !q.is_empty()) {
-            qb.push(" AND LOWER(t.address) LIKE ")
-                .push_bind(like_pattern(q))
-                .push(" ESCAPE '\\'");
-        }
+    }
+
+    /// The search term, if there is one (an empty `q` searches nothing).
+    pub(crate) fn term(&self) -> Option<&str> {
+        self.search.as_deref().filter(|q| !q.is_empty())
     }
 }
 
@@ -418,13 +434,31 @@ impl Store {
         // `after` pages towards newer tasks: read ascending, then flip.
         let flip = f.after.is_some() && f.before.is_none() && !f.oldest_first;
         let ascending = flip || f.oldest_first;
+        // A search finds its ids first (src/store/search.rs), then reads their rows.
+        let ids = match f.term() {
+            Some(_) => {
+                let ids = self.search_ids(f, ascending, limit).await?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Some(ids)
+            }
+            None => None,
+        };
         let mut out = Vec::new();
         on_pool!(self, |pool| {
             let mut qb = QueryBuilder::new(format!(
                 "SELECT {TASK_COLUMNS}, {RESULT_COLUMNS} FROM task t \
                  LEFT JOIN result r ON r.task_id = t.id AND r.run = t.run WHERE 1 = 1"
             ));
-            f.push_conditions(&mut qb);
+            match &ids {
+                Some(ids) => {
+                    qb.push(" AND t.id IN (");
+                    push_ids(&mut qb, ids);
+                    qb.push(")");
+                }
+                None => f.push_filters(&mut qb, "t"),
+            }
             qb.push(if ascending {
                 " ORDER BY t.id ASC LIMIT "
             } else {
@@ -449,9 +483,12 @@ impl Store {
     /// bulk actions that walk a filter in bounded chunks.
     pub async fn task_ids(&self, f: &TaskFilter) -> StoreResult<Vec<i64>> {
         let limit = f.limit.clamp(1, CHUNK as i64);
+        if f.term().is_some() {
+            return self.search_ids(f, f.oldest_first, limit).await;
+        }
         on_pool!(self, |pool| {
             let mut qb = QueryBuilder::new("SELECT t.id FROM task t WHERE 1 = 1");
-            f.push_conditions(&mut qb);
+            f.push_filters(&mut qb, "t");
             qb.push(if f.oldest_first {
                 " ORDER BY t.id ASC LIMIT "
             } else {

@@ -1,6 +1,7 @@
 //! Store tests on an in-memory SQLite database (the integration tests run the same paths
 //! on Postgres).
 
+use super::search::{like_trigrams, rarest_window};
 use super::*;
 use crate::count::CountOptions;
 use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
@@ -564,4 +565,51 @@ async fn reconciler_claims_are_not_changes_a_poll_sees() {
         v,
         "a sweep moves only queued_at; polls keep answering 204"
     );
+}
+
+#[test]
+fn like_trigrams_follow_pg_trgm_padding() {
+    // A word bounded by the pattern's `%` is not padded; one bounded by a literal non-word
+    // character is (two spaces before, one after), as pg_trgm's show_trgm pads words.
+    assert_eq!(like_trigrams("e42"), vec!["e42"]);
+    assert_eq!(like_trigrams("e42."), vec!["e42", "42 "]);
+    assert_eq!(like_trigrams(".e42"), vec!["  e", " e4", "e42"]);
+    assert_eq!(like_trigrams("a.bc"), vec!["  b", " bc"]);
+    assert!(like_trigrams("ab").is_empty());
+    assert!(like_trigrams("//%_").is_empty());
+}
+
+#[test]
+fn rarest_window_is_a_part_of_the_term_with_rare_trigrams() {
+    let freq = TrigramFreq {
+        freq: [
+            ("sit", 1.0),
+            ("ite", 1.0),
+            ("te4", 0.2),
+            ("e42", 0.02),
+            ("42 ", 0.02),
+        ]
+        .into_iter()
+        .chain(["exa", "xam", "amp", "mpl", "ple", "  e", " ex", "le "].map(|t| (t, 1.0)))
+        .map(|(t, f)| (t.to_string(), f))
+        .collect(),
+        floor: 0.0001,
+    };
+    let w = rarest_window("site42.example", &freq).unwrap();
+    assert_eq!(w, "e42.");
+    // Whatever is chosen is a substring, so every row the term matches is a candidate.
+    for q in [
+        "site42.example",
+        "100%_x\\y",
+        "a.b.c.d",
+        "日本語abc",
+        "x".repeat(200).as_str(),
+    ] {
+        if let Some(w) = rarest_window(q, &freq) {
+            assert!(q.contains(&w), "{w:?} in {q:?}");
+            assert!(!like_trigrams(&w).is_empty());
+        }
+    }
+    assert_eq!(rarest_window("ab", &freq), None);
+    assert_eq!(rarest_window("日本語", &freq), None);
 }

@@ -22,5 +22,6 @@ mod faults;
 mod hostile;
 mod openapi;
 mod pipeline;
+mod scale;
 mod ssrf;
 mod workers;
