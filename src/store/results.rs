@@ -10,7 +10,11 @@ use std::str::FromStr;
 use sqlx::{QueryBuilder, Row};
 
 use super::rollups::{RecordRollups, RollupRow};
-use super::{CHUNK, Deltas, Store, StoreError, StoreResult, push_ids};
+use super::{Deltas, Store, StoreError, StoreResult, pow2_chunks, push_ids};
+
+/// Largest `IN (…)` list of a result batch, a power of two (see [`pow2_chunks`]); its
+/// multi-row INSERT takes half as many rows (18 columns each).
+const PIECE: usize = 512;
 use crate::model::{JobResult, TaskStatus, now_ms};
 use crate::outcome::Outcome;
 
@@ -52,7 +56,7 @@ impl Store {
         on_pool!(self, |pool| {
             let mut tx = begin_write!(pool);
             let mut current: HashMap<i64, Current> = HashMap::with_capacity(ids.len());
-            for chunk in ids.chunks(CHUNK) {
+            for chunk in pow2_chunks(&ids, PIECE) {
                 let mut qb = QueryBuilder::new(
                     "SELECT id, task_status, run, batch_id FROM task WHERE id IN (",
                 );
@@ -120,7 +124,7 @@ impl Store {
                 verdicts.push(StoreOutcome::Stored);
             }
             let mut inserted: HashSet<(i64, i32)> = HashSet::new();
-            for chunk in to_insert.chunks(CHUNK / 2) {
+            for chunk in pow2_chunks(&to_insert, PIECE / 2) {
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO result (task_id, run, words_count, http_status_code, error, \
                      timestamp, final_url, content_type, charset, bytes_read, truncated, \
@@ -168,7 +172,7 @@ impl Store {
                 }
             }
             for (outcome, ids) in &finish {
-                for chunk in ids.chunks(CHUNK) {
+                for chunk in pow2_chunks(ids, PIECE) {
                     // Guarded: only an unfinished task moves (we hold the lock, so this is
                     // what we read; the guard keeps it true even if that ever changes).
                     let mut qb =

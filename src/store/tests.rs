@@ -613,3 +613,26 @@ fn rarest_window_is_a_part_of_the_term_with_rare_trigrams() {
     assert_eq!(rarest_window("ab", &freq), None);
     assert_eq!(rarest_window("日本語", &freq), None);
 }
+
+#[test]
+fn pow2_chunks_cover_everything_in_order_in_few_shapes() {
+    for n in 0..1100usize {
+        let items: Vec<usize> = (0..n).collect();
+        let pieces: Vec<&[usize]> = super::pow2_chunks(&items, 256).collect();
+        assert_eq!(pieces.concat(), items, "n = {n}");
+        for p in &pieces {
+            assert!(
+                p.len().is_power_of_two() && p.len() <= 256,
+                "n = {n}: {}",
+                p.len()
+            );
+        }
+        // Largest first, and at most one piece of each size below the maximum.
+        let small: Vec<usize> = pieces
+            .iter()
+            .map(|p| p.len())
+            .filter(|&l| l < 256)
+            .collect();
+        assert!(small.windows(2).all(|w| w[0] > w[1]), "n = {n}: {small:?}");
+    }
+}
