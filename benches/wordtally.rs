@@ -294,6 +294,30 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
             }),
         ),
         (
+            "memmem case-insensitive: count::fold_search::FoldFinder of `python` (bytes)",
+            Box::new(|| {
+                let f = wordtally::count::fold_search::FoldFinder::new(b"python")
+                    .expect("ASCII needle");
+                pages
+                    .iter()
+                    .map(|p| f.find_iter(p.as_bytes()).count() as u64)
+                    .sum()
+            }),
+        ),
+        (
+            "aho-corasick ascii_case_insensitive count of `python` (crate baseline, bytes)",
+            Box::new(|| {
+                let ac = aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(["python"])
+                    .expect("one small pattern");
+                pages
+                    .iter()
+                    .map(|p| ac.find_iter(p.as_bytes()).count() as u64)
+                    .sum()
+            }),
+        ),
+        (
             "raw, case-sensitive, substring (= str.count)",
             Box::new(|| feed_one(opts(true, false, Scope::Raw))),
         ),

@@ -16,6 +16,8 @@
 
 use memchr::memmem::Finder;
 
+use super::fold_search::FoldFinder;
+
 /// Inserted between text runs that a reader sees as separate (block tags); never part of a
 /// valid word because validated words contain no control characters.
 pub(crate) const SEPARATOR: char = '\0';
@@ -79,6 +81,30 @@ pub(crate) fn folded_neighbours(
         )
     } else {
         (before, after)
+    }
+}
+
+/// Whole-word test of the char before `hay[at..]` (`prev` when `at == 0`), as
+/// [`folded_neighbours`] sees it; an ASCII byte is decided without decoding a char (its
+/// lowercase is a word char exactly when it is one).
+#[inline]
+pub(crate) fn word_before(hay: &str, at: usize, prev: Option<char>, folded: bool) -> bool {
+    match at.checked_sub(1).map(|i| hay.as_bytes()[i]) {
+        Some(b) if b.is_ascii() => b.is_ascii_alphanumeric() || b == b'_',
+        Some(_) => is_word(folded_neighbours(folded, hay[..at].chars().next_back(), None).0),
+        None => is_word(folded_neighbours(folded, prev, None).0),
+    }
+}
+
+/// Whole-word test of the char at `hay[at..]`: `None` when `hay` ends there (unknown yet),
+/// else as [`word_before`].
+#[inline]
+pub(crate) fn word_after(hay: &str, at: usize, folded: bool) -> Option<bool> {
+    match *hay.as_bytes().get(at)? {
+        b if b.is_ascii() => Some(b.is_ascii_alphanumeric() || b == b'_'),
+        _ => Some(is_word(
+            folded_neighbours(folded, None, hay[at..].chars().next()).1,
+        )),
     }
 }
 
@@ -187,6 +213,15 @@ pub(crate) struct Matcher {
     /// [folded](fold_ascii_from) instead of lowercased, a cheaper copy with the same
     /// matches; the whole-word test lowercases the neighbour char it looks at.
     fold_ascii: bool,
+    /// With `fold_ascii`: the case-insensitive search that lets large pieces be searched
+    /// where they are, unfolded (see [`Matcher::scan_in_place`]).
+    fold_finder: Option<FoldFinder>,
+    /// With `fold_ascii`: the special char sequence of [`lowercases_to_ascii`] (UTF-8)
+    /// that can take part in a match of this needle, so a piece holding it must be folded:
+    /// U+212A (→ `k`) when the needle has a `k`, U+0130 (→ `i` + U+0307) when it ends
+    /// with `i` (no ASCII char can follow that `i` inside a match). One at most is kept
+    /// for each: see `fold_needed`.
+    specials: [Option<Finder<'static>>; 2],
     whole_word: bool,
     /// Text not yet resolved: a possible match may start in it.
     buf: String,
@@ -210,11 +245,24 @@ impl Matcher {
             push_lowercased(&mut needle, word);
         }
         let finder = (!needle.is_empty()).then(|| Finder::new(needle.as_bytes()).into_owned());
+        let fold_ascii = !case_sensitive && needle.is_ascii();
+        let fold_finder = fold_ascii
+            .then(|| FoldFinder::new(needle.as_bytes()))
+            .flatten();
+        let special = |wanted: bool, c: char| {
+            wanted.then(|| Finder::new(c.encode_utf8(&mut [0; 4]).as_bytes()).into_owned())
+        };
+        let specials = [
+            special(needle.contains('k'), '\u{212A}'),
+            special(needle.ends_with('i'), '\u{130}'),
+        ];
         Matcher {
             finder,
             needle_len: needle.len(),
             case_insensitive: !case_sensitive,
-            fold_ascii: !case_sensitive && needle.is_ascii(),
+            fold_ascii,
+            fold_finder,
+            specials,
             whole_word,
             buf: String::new(),
             folded: 0,
@@ -228,12 +276,17 @@ impl Matcher {
         if self.finder.is_none() || s.is_empty() {
             return;
         }
+        let large = s.len() >= SCAN_THRESHOLD.max(self.needle_len.saturating_mul(2) + 8);
         if self.fold_ascii {
+            if large && self.fold_finder.is_some() && !self.fold_needed(s) {
+                self.scan_in_place(s);
+                return;
+            }
             // Folded by `scan`, together with everything else pending.
             self.buf.push_str(s);
         } else if self.case_insensitive {
             push_lowercased(&mut self.buf, s);
-        } else if s.len() >= SCAN_THRESHOLD.max(self.needle_len.saturating_mul(2) + 8) {
+        } else if large {
             self.scan_in_place(s);
             return;
         } else {
@@ -242,11 +295,28 @@ impl Matcher {
         self.maybe_scan();
     }
 
-    /// Case-sensitive fast path for a large piece: searches `s` where it is instead of
-    /// copying it into `buf` first (the raw scope's cost is then one memmem pass). Matches
-    /// that start in the carried-over `buf` are decided on `buf` plus the head of `s`; the
-    /// rest of `s` is searched in place, and only its unresolved tail is kept.
+    /// Whether `s` holds a special char ([`lowercases_to_ascii`]) that a match of this
+    /// needle could run through, so that only the folded copy gives the right matches.
+    /// Every other special char is a non-ASCII char the ASCII search never matches, and
+    /// the whole-word test lowercases neighbours itself ([`folded_neighbours`]).
+    fn fold_needed(&self, s: &str) -> bool {
+        self.specials
+            .iter()
+            .flatten()
+            .any(|f| f.find(s.as_bytes()).is_some())
+    }
+
+    /// Fast path for a large piece: searches `s` where it is instead of copying it into
+    /// `buf` first, so the raw scope's cost is one search pass: memmem when case-sensitive,
+    /// the [`FoldFinder`] over the unfolded text when folding (then `buf` stays folded
+    /// text: the carried-over tail of `s` is folded when kept). Matches that start in the
+    /// carried-over `buf` are decided on `buf` plus the head of `s`; the rest of `s` is
+    /// searched in place, and only its unresolved tail is kept.
     fn scan_in_place(&mut self, s: &str) {
+        if self.fold_ascii {
+            // What is pending must be folded text before it is searched with `s`'s head.
+            fold_ascii_from(&mut self.buf, self.folded);
+        }
         let n = self.needle_len;
         let old_len = self.buf.len();
         let mut pos_in_s = 0;
@@ -259,14 +329,14 @@ impl Matcher {
             }
             self.buf.push_str(&s[..head]);
             let buf = std::mem::take(&mut self.buf);
-            let (pos, _pending) = self.scan_hay(&buf, 0, old_len, self.prev, false);
+            let (pos, _pending) = self.scan_hay(&buf, 0, old_len, self.prev, false, true);
             // `_pending` is always `None`: `head` holds the char after any such match.
             pos_in_s = pos.saturating_sub(old_len);
             prev_of_s = buf[..old_len].chars().next_back().or(self.prev);
             self.buf = buf;
             self.buf.clear();
         }
-        let (pos, pending) = self.scan_hay(s, pos_in_s, usize::MAX, prev_of_s, false);
+        let (pos, pending) = self.scan_hay(s, pos_in_s, usize::MAX, prev_of_s, false, true);
         let keep_from = match pending {
             Some(m) => m,
             None => pos.max(floor_char_boundary(s, s.len().saturating_sub(n - 1))),
@@ -276,6 +346,8 @@ impl Matcher {
         } else {
             s[..keep_from].chars().next_back()
         };
+        // `buf` is empty here; with `fold_ascii` the kept tail is folded by the next scan.
+        self.folded = 0;
         self.buf.push_str(&s[keep_from..]);
     }
 
@@ -311,7 +383,7 @@ impl Matcher {
             fold_ascii_from(&mut self.buf, self.folded);
         }
         let buf = std::mem::take(&mut self.buf);
-        let (pos, pending) = self.scan_hay(&buf, 0, usize::MAX, self.prev, at_end);
+        let (pos, pending) = self.scan_hay(&buf, 0, usize::MAX, self.prev, at_end, false);
         let n = self.needle_len;
         let keep_from = match pending {
             Some(m) => m,
@@ -329,6 +401,8 @@ impl Matcher {
     /// Counts the matches of `hay` that start in `start..limit`; `prev` is the char before
     /// `hay[0]`. Returns where the search would go on, and the start of a whole-word match
     /// whose following char is not known yet (it ends at the end of `hay`, not `at_end`).
+    /// `unfolded`: `hay` may hold text that is not folded (only from `scan_in_place`),
+    /// searched with the case-insensitive finder.
     fn scan_hay(
         &mut self,
         hay: &str,
@@ -336,14 +410,20 @@ impl Matcher {
         limit: usize,
         prev: Option<char>,
         at_end: bool,
+        unfolded: bool,
     ) -> (usize, Option<usize>) {
         let Some(finder) = &self.finder else {
             return (start, None);
         };
+        let fold_finder = self.fold_finder.as_ref().filter(|_| unfolded);
+        let find = |h: &[u8]| match fold_finder {
+            Some(f) => f.find(h),
+            None => finder.find(h),
+        };
         let n = self.needle_len;
         let mut pos = start;
         let mut pending = None;
-        while let Some(i) = finder.find(&hay.as_bytes()[pos..]) {
+        while let Some(i) = find(&hay.as_bytes()[pos..]) {
             let m = pos + i;
             if m >= limit {
                 break;
@@ -354,21 +434,15 @@ impl Matcher {
                 pos = end;
                 continue;
             }
-            let after = match hay[end..].chars().next() {
-                Some(c) => Some(c),
-                None if at_end => None,
+            let after = match word_after(hay, end, self.fold_ascii) {
+                Some(w) => w,
+                None if at_end => false,
                 None => {
                     pending = Some(m);
                     break;
                 }
             };
-            let before = if m == 0 {
-                prev
-            } else {
-                hay[..m].chars().next_back()
-            };
-            let (before, after) = folded_neighbours(self.fold_ascii, before, after);
-            if !is_word(before) && !is_word(after) {
+            if !after && !word_before(hay, m, prev, self.fold_ascii) {
                 self.count += 1;
                 pos = end;
             } else {
@@ -389,7 +463,7 @@ pub(crate) fn push_folded_ascii(out: &mut String, s: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Independent, non-streaming reference of the documented semantics (char vectors).
@@ -549,6 +623,88 @@ mod tests {
         assert_eq!(streamed(&["\u{130}"], "i", false, true), 1);
         assert_eq!(streamed(&["éx"], "x", false, true), 0);
         assert_eq!(streamed(&["Éx"], "x", false, true), 0);
+    }
+
+    #[test]
+    fn in_place_fold_search_is_used_and_handles_the_specials() {
+        let m = Matcher::new("Python", false, true);
+        assert!(m.fold_finder.is_some());
+        assert!(m.specials.iter().all(Option::is_none));
+        let m = Matcher::new("kit", false, true);
+        assert!(m.specials[0].is_some() && m.specials[1].is_none());
+        let m = Matcher::new("hi", false, true);
+        assert!(m.specials[0].is_none() && m.specials[1].is_some());
+        // Large pieces (in place) with the specials inside and around matches.
+        let big =
+            "x PYTHON \u{212A}it KIT kit-\u{212A}IT hİ Hi hi\u{130} python_ Python ".repeat(3);
+        for word in ["python", "kit", "hi", "i", "k", "t h"] {
+            for whole in [false, true] {
+                let text = format!("{big}{big}");
+                assert_eq!(
+                    streamed(&[&big, &big], word, false, whole),
+                    reference(&text, word, false, whole),
+                    "{word} {whole}"
+                );
+            }
+        }
+    }
+
+    /// Counts with the in-place search (when `in_place`) or the folding copy only.
+    fn fold_counted(pieces: &[&str], word: &str, whole: bool, in_place: bool) -> u64 {
+        let mut m = Matcher::new(word, false, whole);
+        assert!(m.fold_ascii);
+        if !in_place {
+            m.fold_finder = None;
+        }
+        for p in pieces {
+            m.push_str(p);
+        }
+        m.finish()
+    }
+
+    proptest::proptest! {
+        /// The in-place case-insensitive search against the folding path and a naive
+        /// lowercase-and-count, on mixed-case text with the two special chars, short
+        /// needles and needles with non-letters, cut anywhere (so matches straddle the
+        /// pieces, as they straddle 16 KiB chunks).
+        #[test]
+        fn in_place_fold_search_equals_folding(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "p", "P", "y", "Y", "k", "K", "\u{212A}", "i", "I", "\u{130}", "-", " ",
+                    "_", "é", "1", "ı", "h", "H", "PyK", "pYi", "\u{307}",
+                ]),
+                0..120,
+            ),
+            cuts in proptest::collection::vec(0usize..400, 0..6),
+            word in proptest::sample::select(vec![
+                "p", "k", "i", "py", "pyk", "yi", "ki", "-k", "p-", "k k", "h_i", "pypy",
+                "1p", "ik",
+            ]),
+            whole in proptest::bool::ANY,
+        ) {
+            let text = pieces.concat();
+            let mut cuts: Vec<usize> = cuts
+                .into_iter()
+                .map(|c| floor_char_boundary(&text, c.min(text.len())))
+                .collect();
+            cuts.sort_unstable();
+            let mut parts = Vec::new();
+            let mut last = 0;
+            for c in cuts {
+                parts.push(&text[last..c]);
+                last = c;
+            }
+            parts.push(&text[last..]);
+            let in_place = fold_counted(&parts, word, whole, true);
+            proptest::prop_assert_eq!(in_place, fold_counted(&parts, word, whole, false));
+            proptest::prop_assert_eq!(in_place, reference(&text, word, false, whole));
+            if !whole {
+                let naive = text.to_lowercase().matches(word).count() as u64;
+                // `str::to_lowercase` maps a final Σ by context; there is none here.
+                proptest::prop_assert_eq!(in_place, naive);
+            }
+        }
     }
 
     #[test]

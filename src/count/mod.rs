@@ -7,9 +7,11 @@
 //! `matcher`'s memmem path; several: one Aho–Corasick pass), applying the case and
 //! whole-word rules. Memory stays bounded by the chunk size plus the word length, never by
 //! the body size. `html` is the html5ever-based text extractor the scanner replaced; it is
-//! kept as the oracle of the differential tests and as a benchmark row.
+//! kept as the oracle of the differential tests and as a benchmark row. `fold_search` is the
+//! in-place ASCII case-insensitive search of the raw scope (public for the benchmark rows).
 
 mod charset;
+pub mod fold_search;
 mod html;
 mod matcher;
 mod scanner;

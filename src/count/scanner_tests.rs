@@ -343,6 +343,35 @@ fn scanner_equals_html5ever_on_corpus() {
                 }
                 let got = c.finish().counts;
                 assert_eq!(got, want, "{path:?} scope={scope} cs={cs} whole={whole}");
+                if scope == Scope::Raw {
+                    // Raw text has no oracle engine (both sides above run the same
+                    // matchers): each word alone (the single-word matcher, searching in
+                    // place) must give the several-words matcher's count, and `python`
+                    // the plain reference's.
+                    for (w, &n) in ws.iter().zip(&got) {
+                        let one = std::slice::from_ref(w);
+                        let mut c = BodyCounter::new_words(
+                            one,
+                            cs,
+                            whole,
+                            scope,
+                            Some("text/html; charset=utf-8"),
+                        );
+                        for part in body.chunks(16 * 1024) {
+                            c.feed(part);
+                        }
+                        assert_eq!(
+                            c.finish().count,
+                            n,
+                            "{path:?} raw {w:?} cs={cs} whole={whole}"
+                        );
+                    }
+                    let python = super::matcher::tests::reference(&text, "python", cs, whole);
+                    assert_eq!(
+                        python, got[0],
+                        "{path:?} raw reference cs={cs} whole={whole}"
+                    );
+                }
                 total += got.iter().sum::<u64>();
             }
         }

@@ -16,7 +16,7 @@ use aho_corasick::packed;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind, Span};
 
 use super::matcher::{
-    Matcher, floor_char_boundary, fold_ascii_from, folded_neighbours, is_word_char, push_lowercased,
+    Matcher, floor_char_boundary, fold_ascii_from, push_lowercased, word_after, word_before,
 };
 
 /// Size at which the pending text is scanned (see the single-word matcher).
@@ -332,22 +332,16 @@ impl MultiMatcher {
                 self.next_start[p] = self.base + e as u64;
                 continue;
             }
-            let after = match hay[e..].chars().next() {
-                Some(c) => Some(c),
-                None if at_end => None,
+            let after = match word_after(hay, e, self.fold_ascii) {
+                Some(w) => w,
+                None if at_end => false,
                 None => {
                     // Undecided until the next char arrives: keep it for the next scan.
                     keep_from = keep_from.min(s);
                     continue;
                 }
             };
-            let before = if s == 0 {
-                self.prev
-            } else {
-                hay[..s].chars().next_back()
-            };
-            let (before, after) = folded_neighbours(self.fold_ascii, before, after);
-            if !before.is_some_and(is_word_char) && !after.is_some_and(is_word_char) {
+            if !after && !word_before(hay, s, self.prev, self.fold_ascii) {
                 self.counts[p] += 1;
                 self.next_start[p] = self.base + e as u64;
             } else {
