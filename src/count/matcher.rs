@@ -466,6 +466,23 @@ pub(crate) fn push_folded_ascii(out: &mut String, s: &str) {
 pub(crate) mod tests {
     use super::*;
 
+    /// Splits `text` at the given byte offsets (moved down to char boundaries).
+    pub(crate) fn split_at<'a>(text: &'a str, cuts: &[usize]) -> Vec<&'a str> {
+        let mut cuts: Vec<usize> = cuts
+            .iter()
+            .map(|&c| floor_char_boundary(text, c.min(text.len())))
+            .collect();
+        cuts.sort_unstable();
+        let mut parts = Vec::new();
+        let mut last = 0;
+        for c in cuts {
+            parts.push(&text[last..c]);
+            last = c;
+        }
+        parts.push(&text[last..]);
+        parts
+    }
+
     /// Independent, non-streaming reference of the documented semantics (char vectors).
     pub(crate) fn reference(text: &str, word: &str, case_sensitive: bool, whole: bool) -> u64 {
         let low = |s: &str| -> Vec<char> {
@@ -684,18 +701,7 @@ pub(crate) mod tests {
             whole in proptest::bool::ANY,
         ) {
             let text = pieces.concat();
-            let mut cuts: Vec<usize> = cuts
-                .into_iter()
-                .map(|c| floor_char_boundary(&text, c.min(text.len())))
-                .collect();
-            cuts.sort_unstable();
-            let mut parts = Vec::new();
-            let mut last = 0;
-            for c in cuts {
-                parts.push(&text[last..c]);
-                last = c;
-            }
-            parts.push(&text[last..]);
+            let parts = split_at(&text, &cuts);
             let in_place = fold_counted(&parts, word, whole, true);
             proptest::prop_assert_eq!(in_place, fold_counted(&parts, word, whole, false));
             proptest::prop_assert_eq!(in_place, reference(&text, word, false, whole));
@@ -762,18 +768,7 @@ pub(crate) mod tests {
             whole in proptest::bool::ANY,
         ) {
             let text: String = pieces.concat();
-            let mut cuts: Vec<usize> = cuts
-                .into_iter()
-                .map(|c| floor_char_boundary(&text, c.min(text.len())))
-                .collect();
-            cuts.sort_unstable();
-            let mut parts = Vec::new();
-            let mut last = 0;
-            for c in cuts {
-                parts.push(&text[last..c]);
-                last = c;
-            }
-            parts.push(&text[last..]);
+            let parts = split_at(&text, &cuts);
             proptest::prop_assert_eq!(
                 streamed(&parts, word, cs, whole),
                 reference(&text, word, cs, whole)

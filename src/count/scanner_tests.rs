@@ -35,23 +35,6 @@ fn oracle_counts(pieces: &[&str], ws: &[String], cs: bool, whole: bool) -> Vec<u
     h.finish()
 }
 
-/// Splits `text` at the given byte offsets (moved down to char boundaries).
-fn split_at<'a>(text: &'a str, cuts: &[usize]) -> Vec<&'a str> {
-    let mut cuts: Vec<usize> = cuts
-        .iter()
-        .map(|&c| matcher::floor_char_boundary(text, c.min(text.len())))
-        .collect();
-    cuts.sort_unstable();
-    let mut parts = Vec::new();
-    let mut last = 0;
-    for c in cuts {
-        parts.push(&text[last..c]);
-        last = c;
-    }
-    parts.push(&text[last..]);
-    parts
-}
-
 /// Fragments the generator glues together: text, inline and block tags (quoted `>` in
 /// attributes, odd case and spacing), raw-text elements, comments in their odd forms,
 /// doctypes, processing instructions, entities (valid, legacy without `;`, malformed,
@@ -228,7 +211,7 @@ proptest::proptest! {
         ws in proptest::collection::vec(proptest::sample::select(WORDS), 1..5),
     ) {
         let ws = words(&ws);
-        let pieces = split_at(&html, &cuts);
+        let pieces = super::matcher::tests::split_at(&html, &cuts);
         for (cs, whole) in OPTION_SETS {
             let want = oracle_counts(&[&html], &ws, cs, whole);
             proptest::prop_assert_eq!(

@@ -493,18 +493,7 @@ mod tests {
             whole in proptest::bool::ANY,
         ) {
             let text: String = pieces.concat();
-            let mut cuts: Vec<usize> = cuts
-                .into_iter()
-                .map(|c| floor_char_boundary(&text, c.min(text.len())))
-                .collect();
-            cuts.sort_unstable();
-            let mut parts = Vec::new();
-            let mut last = 0;
-            for c in cuts {
-                parts.push(&text[last..c]);
-                last = c;
-            }
-            parts.push(&text[last..]);
+            let parts = crate::count::matcher::tests::split_at(&text, &cuts);
             let got = multi(&parts, &words, cs, whole);
             // The Teddy path against the overlapping DFA (the previous engine).
             let owned: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
