@@ -41,6 +41,12 @@ fn is_word(c: Option<char>) -> bool {
 
 /// Appends `s` to `out`, lowercased per char (ASCII runs take a fast path).
 pub(crate) fn push_lowercased(out: &mut String, s: &str) {
+    // SAFETY: `push_lowercased_bytes` appends only whole chars (valid UTF-8).
+    push_lowercased_bytes(unsafe { out.as_mut_vec() }, s);
+}
+
+/// [`push_lowercased`] into a byte buffer (the single-word matcher's).
+fn push_lowercased_bytes(out: &mut Vec<u8>, s: &str) {
     let mut rest = s;
     while !rest.is_empty() {
         let ascii_len = rest
@@ -48,11 +54,13 @@ pub(crate) fn push_lowercased(out: &mut String, s: &str) {
             .position(|b| !b.is_ascii())
             .unwrap_or(rest.len());
         let start = out.len();
-        out.push_str(&rest[..ascii_len]);
+        out.extend_from_slice(&rest.as_bytes()[..ascii_len]);
         out[start..].make_ascii_lowercase();
         rest = &rest[ascii_len..];
         if let Some(c) = rest.chars().next() {
-            out.extend(c.to_lowercase());
+            for l in c.to_lowercase() {
+                out.extend_from_slice(l.encode_utf8(&mut [0; 4]).as_bytes());
+            }
             rest = &rest[c.len_utf8()..];
         }
     }
@@ -61,7 +69,9 @@ pub(crate) fn push_lowercased(out: &mut String, s: &str) {
 /// Whether `c` is one of the two non-ASCII chars whose per-char lowercase contains an ASCII
 /// char: U+212A KELVIN SIGN (→ `k`) and U+0130 LATIN CAPITAL LETTER I WITH DOT ABOVE
 /// (→ `i` + U+0307). Every other non-ASCII char lowercases to non-ASCII chars only (the
-/// test `only_two_non_ascii_chars_lowercase_to_ascii` checks every char).
+/// test `only_two_non_ascii_chars_lowercase_to_ascii` checks every char); the folds
+/// ([`fold_ascii_bytes`]) replace exactly these two.
+#[cfg(test)]
 fn lowercases_to_ascii(c: char) -> bool {
     c == '\u{212A}' || c == '\u{130}'
 }
@@ -84,27 +94,126 @@ pub(crate) fn folded_neighbours(
     }
 }
 
+/// Whether an ASCII byte is a word char (its lowercase is one exactly when it is one).
+#[inline]
+fn ascii_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The char a UTF-8 decoder ends with at the end of `w`: the last (at most 4) bytes before
+/// a point where a decoded char starts, e.g. the start of a match (a needle begins with
+/// an ASCII byte or a lead byte, and a decoder starts a char at every such byte). It is
+/// the char `w` ends with when that is whole and valid, else U+FFFD: malformed bytes
+/// decode to U+FFFD ("maximal subpart" rule, as `encoding_rs`, `simdutf8` and
+/// `String::from_utf8_lossy` do). `None` for no bytes (the start of the text).
+fn char_ending(w: &[u8]) -> Option<char> {
+    let &last = w.last()?;
+    if last.is_ascii() {
+        return Some(char::from(last));
+    }
+    let lead = w.iter().rposition(|&b| b & 0xC0 != 0x80);
+    let whole = lead.and_then(|p| std::str::from_utf8(&w[p..]).ok());
+    Some(whole.and_then(|s| s.chars().next()).unwrap_or('\u{FFFD}'))
+}
+
+/// The char a UTF-8 decoder reads at `hay[at..]` (`at` is where a decoded char starts, e.g.
+/// the end of a match): `Some(None)` at the end of `hay`, `None` while `hay` ends inside
+/// a sequence that is valid so far (unknown yet), U+FFFD for malformed bytes.
+fn char_starting(hay: &[u8], at: usize) -> Option<Option<char>> {
+    let Some(&b) = hay.get(at) else {
+        return Some(None);
+    };
+    if b.is_ascii() {
+        return Some(Some(char::from(b)));
+    }
+    let w = &hay[at..hay.len().min(at + 4)];
+    let valid = match std::str::from_utf8(w) {
+        Ok(s) => s,
+        Err(e) if e.valid_up_to() > 0 => std::str::from_utf8(&w[..e.valid_up_to()]).ok()?,
+        Err(e) => return e.error_len().map(|_| Some('\u{FFFD}')),
+    };
+    Some(valid.chars().next())
+}
+
 /// Whole-word test of the char before `hay[at..]` (`prev` when `at == 0`), as
-/// [`folded_neighbours`] sees it; an ASCII byte is decided without decoding a char (its
-/// lowercase is a word char exactly when it is one).
+/// [`folded_neighbours`] sees it; an ASCII byte is decided without decoding a char.
 #[inline]
 pub(crate) fn word_before(hay: &str, at: usize, prev: Option<char>, folded: bool) -> bool {
     match at.checked_sub(1).map(|i| hay.as_bytes()[i]) {
-        Some(b) if b.is_ascii() => b.is_ascii_alphanumeric() || b == b'_',
+        Some(b) if b.is_ascii() => ascii_word(b),
         Some(_) => is_word(folded_neighbours(folded, hay[..at].chars().next_back(), None).0),
         None => is_word(folded_neighbours(folded, prev, None).0),
     }
 }
 
-/// Whole-word test of the char at `hay[at..]`: `None` when `hay` ends there (unknown yet),
-/// else as [`word_before`].
+/// [`word_before`] on bytes that may be malformed UTF-8: `prev` holds the bytes before
+/// `hay[0]`.
 #[inline]
-pub(crate) fn word_after(hay: &str, at: usize, folded: bool) -> Option<bool> {
-    match *hay.as_bytes().get(at)? {
-        b if b.is_ascii() => Some(b.is_ascii_alphanumeric() || b == b'_'),
+fn word_before_bytes(hay: &[u8], at: usize, prev: &Tail, folded: bool) -> bool {
+    let c = match at.checked_sub(1).map(|i| hay[i]) {
+        Some(b) if b.is_ascii() => return ascii_word(b),
+        Some(_) if at >= 4 => char_ending(&hay[at - 4..at]),
+        _ => char_ending(prev.then(&hay[..at]).get()),
+    };
+    is_word(folded_neighbours(folded, c, None).0)
+}
+
+/// Whole-word test of the char at `hay[at..]`: `None` when it is not known yet (`hay`
+/// ends there, or inside that char), else as [`word_before`]. `hay` may be malformed
+/// UTF-8 (see [`char_starting`]).
+#[inline]
+pub(crate) fn word_after(hay: &[u8], at: usize, folded: bool) -> Option<bool> {
+    match *hay.get(at)? {
+        b if b.is_ascii() => Some(ascii_word(b)),
         _ => Some(is_word(
-            folded_neighbours(folded, None, hay[at..].chars().next()).1,
+            folded_neighbours(folded, None, char_starting(hay, at)?).1,
         )),
+    }
+}
+
+/// The last (at most 4) bytes before a matcher's buffer: enough to decode the char before
+/// it, whole or malformed (see [`char_ending`]), when its bytes came in another piece.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Tail {
+    bytes: [u8; 4],
+    len: u8,
+}
+
+impl Tail {
+    /// The tail after `s` is appended.
+    fn then(self, s: &[u8]) -> Tail {
+        let mut all = [0u8; 8];
+        let old = usize::from(self.len);
+        let take = s.len().min(4);
+        all[..old].copy_from_slice(&self.bytes[..old]);
+        all[old..old + take].copy_from_slice(&s[s.len() - take..]);
+        let n = old + take;
+        let keep = n.min(4);
+        let mut bytes = [0u8; 4];
+        bytes[..keep].copy_from_slice(&all[n - keep..n]);
+        Tail {
+            bytes,
+            len: keep as u8,
+        }
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// How many bytes at the end of `b` are a sequence that is valid so far but not whole
+/// (its last bytes come with the next piece); 0 when `b` ends with a whole char, or with
+/// malformed bytes.
+fn incomplete_suffix(b: &[u8]) -> usize {
+    let from = b.len().saturating_sub(3);
+    let Some(p) = b[from..].iter().rposition(|&x| x & 0xC0 != 0x80) else {
+        return 0;
+    };
+    let tail = &b[from + p..];
+    match std::str::from_utf8(tail) {
+        Err(e) if e.valid_up_to() == 0 && e.error_len().is_none() => tail.len(),
+        _ => 0,
     }
 }
 
@@ -118,10 +227,17 @@ pub(crate) fn word_after(hay: &str, at: usize, folded: bool) -> Option<bool> {
 /// pieces as they come and fold all that is pending once, just before a scan.
 /// Pure-ASCII blocks of 32 bytes (nearly all of a typical page) take a SIMD-friendly path.
 pub(crate) fn fold_ascii_from(out: &mut String, start: usize) {
-    // SAFETY: the loop below changes only ASCII bytes, into ASCII bytes, so the string
-    // stays valid UTF-8 (non-ASCII bytes, including every byte of a multi-byte char, are
-    // left as they are).
-    let region = &mut unsafe { out.as_mut_vec() }[start..];
+    // SAFETY: `fold_ascii_bytes` changes only ASCII bytes, into ASCII bytes, and replaces
+    // whole chars by whole chars, so the string stays valid UTF-8.
+    fold_ascii_bytes(unsafe { out.as_mut_vec() }, start);
+}
+
+/// [`fold_ascii_from`] on bytes that may be malformed UTF-8 (the raw scope's): the two
+/// special chars are replaced only where they are whole (a decoder reads them as such
+/// wherever they are: each starts with a lead byte); every other byte is kept or, if
+/// ASCII, lowercased.
+fn fold_ascii_bytes(out: &mut Vec<u8>, start: usize) {
+    let region = &mut out[start..];
     let mut special = false;
     let (blocks, tail) = region.as_chunks_mut::<32>();
     for block in blocks {
@@ -138,23 +254,30 @@ pub(crate) fn fold_ascii_from(out: &mut String, start: usize) {
     special |= fold_ascii_swar(tail);
     // Only blocks with a non-ASCII byte can hold U+212A (E2 84 AA) or U+0130 (C4 B0).
     if special {
-        let region = &out[start..];
-        let bytes = region.as_bytes();
-        let has_special = memchr::memchr2_iter(0xE2, 0xC4, bytes).any(|i| {
-            bytes.get(i..i + 3) == Some(&[0xE2, 0x84, 0xAA][..])
-                || bytes.get(i..i + 2) == Some(&[0xC4, 0xB0][..])
-        });
-        if has_special {
-            let mut folded = String::with_capacity(region.len() + 8);
-            for c in region.chars() {
-                if lowercases_to_ascii(c) {
-                    folded.extend(c.to_lowercase());
+        const KELVIN: &[u8] = "\u{212A}".as_bytes();
+        const DOTTED_I: &[u8] = "\u{130}".as_bytes();
+        let bytes = &out[start..];
+        let at_special =
+            |i: usize| bytes[i..].starts_with(KELVIN) || bytes[i..].starts_with(DOTTED_I);
+        if memchr::memchr2_iter(0xE2, 0xC4, bytes).any(at_special) {
+            let mut folded = Vec::with_capacity(bytes.len() + 8);
+            let mut last = 0;
+            for i in memchr::memchr2_iter(0xE2, 0xC4, bytes) {
+                if i < last || !at_special(i) {
+                    continue;
+                }
+                folded.extend_from_slice(&bytes[last..i]);
+                if bytes[i..].starts_with(KELVIN) {
+                    folded.push(b'k');
+                    last = i + KELVIN.len();
                 } else {
-                    folded.push(c);
+                    folded.extend_from_slice("i\u{307}".as_bytes());
+                    last = i + DOTTED_I.len();
                 }
             }
+            folded.extend_from_slice(&bytes[last..]);
             out.truncate(start);
-            out.push_str(&folded);
+            out.extend_from_slice(&folded);
         }
     }
 }
@@ -200,14 +323,52 @@ pub(crate) fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// [`floor_char_boundary`] on bytes that may be malformed: steps back over at most three
+/// continuation bytes (a char has at most three), so the result is a char start in valid
+/// text and never later than `i` in any text.
+fn floor_boundary(b: &[u8], i: usize) -> usize {
+    let mut i = i.min(b.len());
+    for _ in 0..3 {
+        if i == 0 || i == b.len() || b[i] & 0xC0 != 0x80 {
+            break;
+        }
+        i -= 1;
+    }
+    i
+}
+
+/// Where the text a matcher keeps for its next scan starts, after a scan of `hay` that
+/// stopped at `pos` (`pending`: the start of a match whose next char is unknown yet). A
+/// match that straddles into the next piece starts in the last `n - 1` bytes — counted
+/// before a char cut at the end of `hay`, which may fold into other bytes (U+0130 →
+/// `i` + U+0307) once whole; that cut char is always kept.
+fn keep_from(hay: &[u8], pos: usize, pending: Option<usize>, n: usize) -> usize {
+    let whole = hay.len() - incomplete_suffix(hay);
+    match pending {
+        Some(m) => m,
+        None => pos.max(floor_boundary(hay, whole.saturating_sub(n - 1))),
+    }
+    .min(whole)
+}
+
 /// Streaming, non-overlapping counter of one needle.
 ///
+/// It takes decoded text ([`push_str`](Matcher::push_str)) or, when
+/// [`takes_bytes`](Matcher::takes_bytes), a UTF-8 body's bytes as they came, not validated
+/// ([`push_bytes`](Matcher::push_bytes)), with the same counts: a needle is valid UTF-8
+/// and starts with an ASCII or lead byte, where a decoder starts a char whatever came
+/// before, so its matches in the bytes are its matches in the decoded text (malformed
+/// bytes decode to U+FFFD, which such a needle does not contain), and the whole-word test
+/// decodes the neighbour chars itself ([`char_ending`], [`char_starting`]).
+///
 /// Memory: the pending buffer is trimmed after every scan to at most the needle length
-/// (plus the char before, kept as `prev`), so it is independent of the text size.
+/// (plus the bytes before, kept as `prev`), so it is independent of the text size.
 pub(crate) struct Matcher {
     /// `None` when the needle is empty: nothing can be counted.
     finder: Option<Finder<'static>>,
     needle_len: usize,
+    /// Bytes of the needle's first char: what a failed whole-word candidate consumes.
+    first_len: usize,
     case_insensitive: bool,
     /// Case-insensitive with an all-ASCII (lowercased) needle: `buf` holds the text
     /// [folded](fold_ascii_from) instead of lowercased, a cheaper copy with the same
@@ -222,16 +383,19 @@ pub(crate) struct Matcher {
     /// with `i` (no ASCII char can follow that `i` inside a match). One at most is kept
     /// for each: see `fold_needed`.
     specials: [Option<Finder<'static>>; 2],
+    /// See [`Matcher::takes_bytes`].
+    takes_bytes: bool,
     whole_word: bool,
-    /// Text not yet resolved: a possible match may start in it.
-    buf: String,
+    /// Text not yet resolved: a possible match may start in it. UTF-8, except after
+    /// [`push_bytes`](Matcher::push_bytes) of malformed bytes.
+    buf: Vec<u8>,
     /// With `fold_ascii`: `buf[..folded]` is folded, the rest is text as it came. Pieces
     /// are appended as they are and folded in one pass just before a scan: text-scope
     /// pieces are short (≈ 23 bytes between tags), and folding each on arrival cost ~130
     /// instructions a piece (callgrind), about a tenth of the embedded service's work.
     folded: usize,
-    /// The char just before `buf[0]`, for the whole-word "before" test.
-    prev: Option<char>,
+    /// The bytes just before `buf[0]`, for the whole-word "before" test.
+    prev: Tail,
     count: u64,
 }
 
@@ -259,39 +423,60 @@ impl Matcher {
         Matcher {
             finder,
             needle_len: needle.len(),
+            first_len: needle.chars().next().map_or(1, char::len_utf8),
             case_insensitive: !case_sensitive,
             fold_ascii,
             fold_finder,
             specials,
+            takes_bytes: fold_ascii || (case_sensitive && !needle.contains('\u{FFFD}')),
             whole_word,
-            buf: String::new(),
+            buf: Vec::new(),
             folded: 0,
-            prev: None,
+            prev: Tail::default(),
             count: 0,
         }
     }
 
+    /// Whether [`push_bytes`](Matcher::push_bytes) may be used: the needle is matched
+    /// byte for byte (case-sensitive, or case-insensitive and ASCII: folding bytes never
+    /// needs to decode them) and does not contain U+FFFD (which malformed bytes would
+    /// decode to). A case-insensitive non-ASCII needle needs the text lowercased per char.
+    pub(crate) fn takes_bytes(&self) -> bool {
+        self.takes_bytes
+    }
+
     /// Feeds the next piece of text.
     pub(crate) fn push_str(&mut self, s: &str) {
+        if self.case_insensitive && !self.fold_ascii {
+            if self.finder.is_some() && !s.is_empty() {
+                push_lowercased_bytes(&mut self.buf, s);
+                self.maybe_scan();
+            }
+            return;
+        }
+        self.push_bytes(s.as_bytes());
+    }
+
+    /// Feeds the next bytes of a UTF-8 body as they came (cut anywhere, malformed or
+    /// not); only when [`takes_bytes`](Matcher::takes_bytes). Saves validating the body:
+    /// in the raw scope, that was a fifth of the work (callgrind, BENCHMARKS.md).
+    pub(crate) fn push_bytes(&mut self, s: &[u8]) {
         if self.finder.is_none() || s.is_empty() {
             return;
         }
         let large = s.len() >= SCAN_THRESHOLD.max(self.needle_len.saturating_mul(2) + 8);
-        if self.fold_ascii {
-            if large && self.fold_finder.is_some() && !self.fold_needed(s) {
-                self.scan_in_place(s);
-                return;
-            }
-            // Folded by `scan`, together with everything else pending.
-            self.buf.push_str(s);
-        } else if self.case_insensitive {
-            push_lowercased(&mut self.buf, s);
-        } else if large {
+        // In place unless folding needs the copy: a special char in `s`, or one that may
+        // be cut between `buf` and `s` (then `buf` ends inside a char).
+        let in_place = !self.fold_ascii
+            || (self.fold_finder.is_some()
+                && !self.fold_needed(s)
+                && incomplete_suffix(&self.buf) == 0);
+        if large && in_place {
             self.scan_in_place(s);
             return;
-        } else {
-            self.buf.push_str(s);
         }
+        // Folded by `scan` (with `fold_ascii`), together with everything else pending.
+        self.buf.extend_from_slice(s);
         self.maybe_scan();
     }
 
@@ -299,11 +484,8 @@ impl Matcher {
     /// needle could run through, so that only the folded copy gives the right matches.
     /// Every other special char is a non-ASCII char the ASCII search never matches, and
     /// the whole-word test lowercases neighbours itself ([`folded_neighbours`]).
-    fn fold_needed(&self, s: &str) -> bool {
-        self.specials
-            .iter()
-            .flatten()
-            .any(|f| f.find(s.as_bytes()).is_some())
+    fn fold_needed(&self, s: &[u8]) -> bool {
+        self.specials.iter().flatten().any(|f| f.find(s).is_some())
     }
 
     /// Fast path for a large piece: searches `s` where it is instead of copying it into
@@ -312,10 +494,10 @@ impl Matcher {
     /// text: the carried-over tail of `s` is folded when kept). Matches that start in the
     /// carried-over `buf` are decided on `buf` plus the head of `s`; the rest of `s` is
     /// searched in place, and only its unresolved tail is kept.
-    fn scan_in_place(&mut self, s: &str) {
+    fn scan_in_place(&mut self, s: &[u8]) {
         if self.fold_ascii {
             // What is pending must be folded text before it is searched with `s`'s head.
-            fold_ascii_from(&mut self.buf, self.folded);
+            fold_ascii_bytes(&mut self.buf, self.folded);
         }
         let n = self.needle_len;
         let old_len = self.buf.len();
@@ -323,32 +505,22 @@ impl Matcher {
         let mut prev_of_s = self.prev;
         if old_len > 0 {
             // Enough of `s` for any match starting in `buf`, and the char after it.
-            let mut head = (n + 4).min(s.len());
-            while !s.is_char_boundary(head) {
-                head += 1;
-            }
-            self.buf.push_str(&s[..head]);
+            let head = (n + 4).min(s.len());
+            self.buf.extend_from_slice(&s[..head]);
             let buf = std::mem::take(&mut self.buf);
             let (pos, _pending) = self.scan_hay(&buf, 0, old_len, self.prev, false, true);
             // `_pending` is always `None`: `head` holds the char after any such match.
             pos_in_s = pos.saturating_sub(old_len);
-            prev_of_s = buf[..old_len].chars().next_back().or(self.prev);
+            prev_of_s = self.prev.then(&buf[..old_len]);
             self.buf = buf;
             self.buf.clear();
         }
         let (pos, pending) = self.scan_hay(s, pos_in_s, usize::MAX, prev_of_s, false, true);
-        let keep_from = match pending {
-            Some(m) => m,
-            None => pos.max(floor_char_boundary(s, s.len().saturating_sub(n - 1))),
-        };
-        self.prev = if keep_from == 0 {
-            prev_of_s
-        } else {
-            s[..keep_from].chars().next_back()
-        };
+        let keep_from = keep_from(s, pos, pending, n);
+        self.prev = prev_of_s.then(&s[..keep_from]);
         // `buf` is empty here; with `fold_ascii` the kept tail is folded by the next scan.
         self.folded = 0;
-        self.buf.push_str(&s[keep_from..]);
+        self.buf.extend_from_slice(&s[keep_from..]);
     }
 
     /// Feeds a word separator (a block boundary of an HTML page).
@@ -356,7 +528,7 @@ impl Matcher {
         if self.finder.is_none() {
             return;
         }
-        self.buf.push(SEPARATOR);
+        self.buf.push(SEPARATOR as u8);
         self.maybe_scan();
     }
 
@@ -373,42 +545,39 @@ impl Matcher {
     }
 
     /// Resolves every match it can in `buf`, then trims `buf` to the part where an
-    /// unresolved match may still start. At the end of the text (`at_end`) the char after a
-    /// match that touches the end is "none", which is not a word char.
+    /// unresolved match may still start, or a char cut at its end may still complete. At
+    /// the end of the text (`at_end`) the char after a match that touches the end is
+    /// "none" (or U+FFFD for a cut char), which is not a word char.
     fn scan(&mut self, at_end: bool) {
         if self.finder.is_none() {
             return;
         }
         if self.fold_ascii {
-            fold_ascii_from(&mut self.buf, self.folded);
+            fold_ascii_bytes(&mut self.buf, self.folded);
         }
         let buf = std::mem::take(&mut self.buf);
         let (pos, pending) = self.scan_hay(&buf, 0, usize::MAX, self.prev, at_end, false);
-        let n = self.needle_len;
-        let keep_from = match pending {
-            Some(m) => m,
-            // A match that straddles into the next piece starts in the last n-1 bytes.
-            None => pos.max(floor_char_boundary(&buf, buf.len().saturating_sub(n - 1))),
-        };
+        let keep_from = keep_from(&buf, pos, pending, self.needle_len);
         self.buf = buf;
         if keep_from > 0 {
-            self.prev = self.buf[..keep_from].chars().next_back();
+            self.prev = self.prev.then(&self.buf[..keep_from]);
             self.buf.drain(..keep_from);
         }
-        self.folded = self.buf.len();
+        // A cut char at the end is not folded yet: it may be a special one.
+        self.folded = self.buf.len() - incomplete_suffix(&self.buf);
     }
 
-    /// Counts the matches of `hay` that start in `start..limit`; `prev` is the char before
-    /// `hay[0]`. Returns where the search would go on, and the start of a whole-word match
-    /// whose following char is not known yet (it ends at the end of `hay`, not `at_end`).
-    /// `unfolded`: `hay` may hold text that is not folded (only from `scan_in_place`),
-    /// searched with the case-insensitive finder.
+    /// Counts the matches of `hay` that start in `start..limit`; `prev` holds the bytes
+    /// before `hay[0]`. Returns where the search would go on, and the start of a
+    /// whole-word match whose following char is not known yet (it ends at or just before
+    /// the end of `hay`, not `at_end`). `unfolded`: `hay` may hold text that is not folded
+    /// (only from `scan_in_place`), searched with the case-insensitive finder.
     fn scan_hay(
         &mut self,
-        hay: &str,
+        hay: &[u8],
         start: usize,
         limit: usize,
-        prev: Option<char>,
+        prev: Tail,
         at_end: bool,
         unfolded: bool,
     ) -> (usize, Option<usize>) {
@@ -423,7 +592,7 @@ impl Matcher {
         let n = self.needle_len;
         let mut pos = start;
         let mut pending = None;
-        while let Some(i) = find(&hay.as_bytes()[pos..]) {
+        while let Some(i) = find(&hay[pos..]) {
             let m = pos + i;
             if m >= limit {
                 break;
@@ -442,12 +611,12 @@ impl Matcher {
                     break;
                 }
             };
-            if !after && !word_before(hay, m, prev, self.fold_ascii) {
+            if !after && !word_before_bytes(hay, m, &prev, self.fold_ascii) {
                 self.count += 1;
                 pos = end;
             } else {
                 // A failed candidate consumes only its first char.
-                pos = m + hay[m..].chars().next().map_or(1, char::len_utf8);
+                pos = m + self.first_len;
             }
         }
         (pos, pending)
@@ -711,6 +880,66 @@ pub(crate) mod tests {
                 proptest::prop_assert_eq!(in_place, naive);
             }
         }
+    }
+
+    proptest::proptest! {
+        /// Bytes pushed as they came ([`Matcher::push_bytes`]: cut anywhere, inside a
+        /// char or not, malformed or not) count what the reference counts in their decoded
+        /// text (malformed bytes become U+FFFD by the maximal-subpart rule, which
+        /// `from_utf8_lossy` follows too). Pieces of every size, so both the copy and the
+        /// in-place search see cut chars, cut special chars and malformed bytes at their
+        /// edges.
+        #[test]
+        fn bytes_count_as_their_decoded_text(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    &b"a"[..], b"A", b"k", b"K", b"i", b"I", b" ", b"_", b"1", b"-",
+                    b"\xc3\xa9", b"\xc3", b"\xa9", b"\xe2\x84\xaa", b"\xe2\x84", b"\xaa",
+                    b"\xc4\xb0", b"\xc4", b"\xb0", b"\xf0\x9f\x90\x8d", b"\xf0\x9f", b"\x80",
+                    b"\xff", b"\xed\xa0\x80", b"\xe0\x80", b"\xc0\xaf", b"\xcc\x87",
+                    b"kakikakikakikaki", b"\xc3\xa9a\xc3\xa9", b"\0",
+                ]),
+                0..80,
+            ),
+            cuts in proptest::collection::vec(0usize..300, 0..8),
+            word in proptest::sample::select(vec![
+                "a", "k", "i", "ka", "ki", "é", "aé", "éa", "a a", "kk", "ik", "\u{307}",
+                "a\u{FFFD}", "kakikaki",
+            ]),
+            cs in proptest::bool::ANY,
+            whole in proptest::bool::ANY,
+            scan_each in proptest::bool::ANY,
+        ) {
+            let bytes = parts.concat();
+            let text = String::from_utf8_lossy(&bytes);
+            let mut m = Matcher::new(word, cs, whole);
+            if !m.takes_bytes() {
+                // Lowercased per char or U+FFFD: `bytes_need_a_byte_exact_word`.
+                return Ok(());
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut last = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                m.push_bytes(&bytes[last..c]);
+                if scan_each {
+                    m.scan(false);
+                }
+                last = c;
+            }
+            proptest::prop_assert_eq!(m.finish(), reference(&text, word, cs, whole));
+        }
+    }
+
+    #[test]
+    fn bytes_need_a_byte_exact_word() {
+        assert!(Matcher::new("python", true, true).takes_bytes());
+        assert!(Matcher::new("Python", false, true).takes_bytes());
+        assert!(Matcher::new("é", true, false).takes_bytes());
+        // Lowercasing a non-ASCII word's text needs chars; U+FFFD is what malformed bytes
+        // become, so it cannot be looked for in the bytes.
+        assert!(!Matcher::new("é", false, false).takes_bytes());
+        assert!(!Matcher::new("a\u{FFFD}", true, false).takes_bytes());
     }
 
     #[test]

@@ -259,6 +259,12 @@ impl Pipeline {
         }
     }
 
+    /// Whether a UTF-8 body's bytes may be pushed as they are, unvalidated: the raw
+    /// scope (or a non-HTML body) counted by one byte-exact matcher.
+    fn takes_bytes(&self) -> bool {
+        matches!(self, Pipeline::Plain(m) if m.takes_bytes())
+    }
+
     fn finish(self) -> Vec<u64> {
         match self {
             Pipeline::Plain(m) => m.finish(),
@@ -297,6 +303,10 @@ struct Decoding {
     /// std-compatible validator; malformed input becomes U+FFFD by the same "maximal
     /// subpart" rule as encoding_rs) and passed on without a copy.
     utf8: bool,
+    /// With `utf8`, when the pipeline [takes bytes](Pipeline::takes_bytes): not even
+    /// validated, the bytes go straight to the matcher (which reads malformed bytes as a
+    /// decoder would).
+    bytes: bool,
     /// The incomplete UTF-8 sequence at the end of the previous chunk (at most 3 bytes).
     carry: Vec<u8>,
     charset: &'static str,
@@ -405,14 +415,18 @@ impl BodyCounter {
     fn start_decoding(&mut self, early: Option<charset::Detected>, at_eof: bool) {
         let detected =
             early.unwrap_or_else(|| charset::detect(&self.prefix, self.content_type, at_eof));
+        let utf8 = detected.encoding == encoding_rs::UTF_8;
         self.decoding = Some(Decoding {
             decoder: detected.encoding.new_decoder_without_bom_handling(),
-            utf8: detected.encoding == encoding_rs::UTF_8,
+            utf8,
+            bytes: utf8 && self.pipeline.takes_bytes(),
             carry: Vec::new(),
             charset: detected.encoding.name(),
             source: detected.source,
         });
-        self.decode_buf = String::with_capacity(DECODE_BUF_BYTES);
+        if !utf8 {
+            self.decode_buf = String::with_capacity(DECODE_BUF_BYTES);
+        }
         let prefix = std::mem::take(&mut self.prefix);
         self.decode(prefix.get(detected.bom_len..).unwrap_or_default(), false);
     }
@@ -422,6 +436,15 @@ impl BodyCounter {
         let Some(decoding) = &mut self.decoding else {
             return;
         };
+        if decoding.bytes {
+            // Set only for this pipeline (`Pipeline::takes_bytes`).
+            if let Pipeline::Plain(counter) = &mut self.pipeline
+                && let Counter::One(m) = counter.as_mut()
+            {
+                m.push_bytes(src);
+            }
+            return;
+        }
         if decoding.utf8 {
             let carry = std::mem::take(&mut decoding.carry);
             let carry = self.decode_utf8(carry, src, last);

@@ -540,7 +540,8 @@ proptest::proptest! {
             proptest::sample::select(vec![
                 &b"a"[..], b"py", b"thon ", b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\x90\x8d",
                 b"\xc3", b"\xe2\x82", b"\xf0\x9f", b"\x80", b"\xff", b"\xed\xa0\x80", b"\xe0\x80",
-                b"\xf4\x90\x80\x80", b"\xc0\xaf", b"<p>", b"&amp;",
+                b"\xf4\x90\x80\x80", b"\xc0\xaf", b"<p>", b"&amp;", b"\xe2\x84\xaa", b"\xe2\x84",
+                b"\xaa", b"\xc4\xb0", b"\xc4", b"\xb0", b"K", b"PY", b"_", b" ", b"k",
             ]),
             0..40,
         ),
@@ -553,13 +554,22 @@ proptest::proptest! {
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
         cuts.sort_unstable();
         let (text, _) = UTF_8.decode_without_bom_handling(&bytes);
-        for word in ["\u{FFFD}", "é", "python", "\u{FFFD}\u{FFFD}", "€"] {
+        for word in ["\u{FFFD}", "é", "python", "\u{FFFD}\u{FFFD}", "€", "k", "i", "py", "ki"] {
             for scope in [Scope::Raw, Scope::Text] {
-                let o = opts(word, true, false, scope);
-                // The header settles the charset at once, so the cuts reach the decoder.
-                let got = body_chunked(&o, Some("text/html; charset=utf-8"), &bytes, &cuts);
-                proptest::prop_assert_eq!(got.charset, "UTF-8");
-                proptest::prop_assert_eq!(got.count, count_text(&o, true, &text), "{:?}", word);
+                for (case_sensitive, whole_word) in [(true, false), (false, false), (false, true), (true, true)] {
+                    let o = opts(word, case_sensitive, whole_word, scope);
+                    // The header settles the charset at once, so the cuts reach the decoder
+                    // (in the raw scope, a byte-exact word takes them unvalidated).
+                    let got = body_chunked(&o, Some("text/html; charset=utf-8"), &bytes, &cuts);
+                    proptest::prop_assert_eq!(got.charset, "UTF-8");
+                    let want = count_text(&o, true, &text);
+                    proptest::prop_assert_eq!(got.count, want, "{:?} {:?}", word, o);
+                    if scope == Scope::Raw {
+                        let reference =
+                            super::matcher::tests::reference(&text, word, case_sensitive, whole_word);
+                        proptest::prop_assert_eq!(got.count, reference, "{:?} {:?}", word, o);
+                    }
+                }
             }
         }
     }

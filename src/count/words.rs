@@ -55,6 +55,15 @@ impl Counter {
         }
     }
 
+    /// Whether [`push_bytes`](Counter::push_bytes) may be used (see
+    /// [`Matcher::takes_bytes`]; the several-words path takes decoded text only).
+    pub(crate) fn takes_bytes(&self) -> bool {
+        match self {
+            Counter::One(m) => m.takes_bytes(),
+            Counter::Many(_) => false,
+        }
+    }
+
     /// Feeds a word separator (a block boundary of an HTML page).
     pub(crate) fn push_separator(&mut self) {
         match self {
@@ -332,7 +341,7 @@ impl MultiMatcher {
                 self.next_start[p] = self.base + e as u64;
                 continue;
             }
-            let after = match word_after(hay, e, self.fold_ascii) {
+            let after = match word_after(bytes, e, self.fold_ascii) {
                 Some(w) => w,
                 None if at_end => false,
                 None => {
