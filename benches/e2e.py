@@ -118,12 +118,16 @@ def post(body):
 def stats():
     return json.load(urllib.request.urlopen(base + "/api/tasks?limit=1"))["stats"]
 
+# WORDS=a,b,c (default python) and SCOPE=text|raw: what each task counts, e.g. the cost of
+# counting 20 words per task against one (issue 11: at most 1.5x).
+WORDS = os.environ.get("WORDS", "python").split(",")
+SCOPE = os.environ.get("SCOPE", "text")
 load = open("/proc/loadavg").read().split()[:3]
 before = snapshot()
 t0 = time.time()
 for i in range(0, N, 1000):
     post({"addresses": [f"http://127.0.0.1:{PORT}/p{j % npages}.html?t={j}" for j in range(i, min(N, i + 1000))],
-          "word": "python"})
+          "words": WORDS, "scope": SCOPE})
 t_sub = time.time() - t0
 deadline = time.time() + 600
 while True:
@@ -133,7 +137,8 @@ while True:
     time.sleep(0.02)
 t_all = time.time() - t0
 after = snapshot()
-print(f"mode={MODE} tasks={N} pages={npages}x{PAGE}B workers/proc={WPP} load_before={' '.join(load)}")
+print(f"mode={MODE} tasks={N} pages={npages}x{PAGE}B workers/proc={WPP} words={len(WORDS)} scope={SCOPE} "
+      f"load_before={' '.join(load)}")
 print(f"submit={t_sub:.2f}s all_finished={t_all:.2f}s rate={N / t_all:.0f} tasks/s "
       f"ok={s['ok']} http_error={s['http_error']} failed={s['failed']} truncated={s['truncated']}")
 total = 0.0
