@@ -335,8 +335,11 @@ async fn migrate_existing(db: &TestDb) {
         )
     };
     if db.url.starts_with("sqlite:") {
-        let opts: sqlx::sqlite::SqliteConnectOptions =
-            db.url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().create_if_missing(true);
+        let opts: sqlx::sqlite::SqliteConnectOptions = db
+            .url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
         let mut old = sqlx::migrate!("migrations/sqlite");
         old.migrations = old
@@ -348,7 +351,11 @@ async fn migrate_existing(db: &TestDb) {
             .into();
         old.run(&pool).await.expect("old schema");
         for a in &rows {
-            sqlx::query(&insert("?")).bind(a).execute(&pool).await.unwrap();
+            sqlx::query(&insert("?"))
+                .bind(a)
+                .execute(&pool)
+                .await
+                .unwrap();
         }
         pool.close().await;
     } else {
@@ -363,11 +370,17 @@ async fn migrate_existing(db: &TestDb) {
             .into();
         old.run(&pool).await.expect("old schema");
         for a in &rows {
-            sqlx::query(&insert("$1")).bind(a).execute(&pool).await.unwrap();
+            sqlx::query(&insert("$1"))
+                .bind(a)
+                .execute(&pool)
+                .await
+                .unwrap();
         }
         pool.close().await;
     }
-    let store = Store::connect(&db.url).await.expect("migrate to the new schema");
+    let store = Store::connect(&db.url)
+        .await
+        .expect("migrate to the new schema");
     match &store {
         Store::Sqlite(pool) => {
             sqlx::query("INSERT INTO task_fts (task_fts, rank) VALUES ('integrity-check', 1)")
