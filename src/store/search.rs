@@ -21,7 +21,7 @@
 //!
 //!    On SQLite it is an FTS5 table with the `trigram` tokenizer, `task_fts` (migration
 //!    0009), asked the same way: a phrase query for the rarest part of the term (from
-//!    trigram frequencies sampled in the newest addresses, [`fts_window`]), newest first
+//!    trigram frequencies sampled at random ids, [`fts_window`]), newest first
 //!    and stopping at a full page, every candidate re-checked with the plain predicate.
 //!    Terms shorter than three characters have no trigram and keep the plain query.
 //!
@@ -284,22 +284,46 @@ async fn trigram_freq(pool: &sqlx::PgPool) -> StoreResult<Option<Arc<TrigramFreq
 }
 
 /// Addresses [`sampled_freq`] reads: enough to tell a trigram in every address from one in
-/// a few percent of them, ~1 ms.
-const FREQ_SAMPLE: i64 = 2000;
+/// a few percent of them, ~2 ms.
+const FREQ_SAMPLE: u64 = 2000;
 
 /// SQLite keeps no statistics of FTS5 trigrams (`fts5vocab` counts a trigram by reading
 /// its whole posting list: 20 ms for one in every address at 1M), so their frequencies are
-/// sampled from the newest [`FREQ_SAMPLE`] addresses (see [`cached_freq`]); a trigram not
-/// seen there is rarer than one in the sample. `None` on an empty table.
+/// sampled from [`FREQ_SAMPLE`] tasks at random ids (see [`cached_freq`]); a trigram not
+/// seen there is rarer than one in the sample. At random rather than the newest: those
+/// share their id digits (`page/998…`), and a term's `/33` then looked rarer than it is (a
+/// window in 11% of the tasks chosen for a term in one). `None` on an empty table.
 async fn sampled_freq(pool: &sqlx::SqlitePool) -> StoreResult<Option<Arc<TrigramFreq>>> {
     let key = format!("sqlite:{}", pool.connect_options().get_filename().display());
     let pool = pool.clone();
     cached_freq(key, async move {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT address FROM task ORDER BY id DESC LIMIT ?")
-                .bind(FREQ_SAMPLE)
-                .fetch_all(&pool)
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT MIN(id), MAX(id) FROM task")
+                .fetch_one(&pool)
                 .await?;
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return Ok(None);
+        };
+        // xorshift64, seeded by the clock: no two refreshes sample the same ids.
+        let mut x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        let span = (hi - lo) as u64 + 1;
+        let ids: Vec<String> = (0..FREQ_SAMPLE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (lo + (x % span) as i64).to_string()
+            })
+            .collect();
+        let rows: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT address FROM task WHERE id IN ({})",
+            ids.join(",")
+        ))
+        .fetch_all(&pool)
+        .await?;
         Ok(trigram_sample(&rows).map(Arc::new))
     })
     .await
