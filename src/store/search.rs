@@ -651,7 +651,12 @@ impl Store {
                     qb.push(" ORDER BY s.id ");
                 }
                 qb.push(dir).push(" LIMIT ").push_bind(rest);
-                let rows = qb.build().fetch_all(pool).await?;
+                // Not a prepared statement: after five runs Postgres may plan it once for
+                // any pattern (a generic plan), which walks the id index backwards testing
+                // every row (668 ms against 107 for the same search, cold, at 1M); the
+                // "API, one host" bench row ran that way at 40–65 ms p50 before search4.
+                // Unnamed, it is planned for this window each time (~0.1 ms).
+                let rows = qb.build().persistent(false).fetch_all(pool).await?;
                 rows.iter()
                     .map(|r| r.try_get::<i64, _>(0))
                     .collect::<Result<Vec<_>, _>>()?
