@@ -4,7 +4,7 @@
 //! cargo bench --bench wordtally -- counting [ROW_FILTER] [MAX_PAGES]
 //! cargo bench --bench wordtally -- pipeline [TASKS] [WORKER_PROCS] [WORKERS_EACH]
 //! cargo bench --bench wordtally -- latency  [RATE_PER_S] [SECONDS]
-//! cargo bench --bench wordtally -- poll     [TASKS]
+//! cargo bench --bench wordtally -- poll     [TASKS] [postgres|sqlite]
 //! cargo bench --bench wordtally -- scale    [TASKS] [LOAD_TASKS_PER_S]
 //! cargo bench --bench wordtally -- memory   [TASKS]
 //! ```
@@ -64,7 +64,10 @@ fn main() {
             num(3, 32) as usize,
         )),
         "latency" => rt.block_on(latency(num(1, 100), num(2, 20))),
-        "poll" => rt.block_on(poll(num(1, 1_000_000) as i64)),
+        "poll" => rt.block_on(poll(
+            num(1, 1_000_000) as i64,
+            args.get(2).is_some_and(|d| d == "sqlite"),
+        )),
         "scale" => rt.block_on(scale(num(1, 1_000_000) as i64, num(2, 3000))),
         "memory" => rt.block_on(memory(num(1, 10_000) as usize)),
         "ingest" => rt.block_on(ingest(num(1, 20_000), num(2, 1_000) as usize)),
@@ -653,55 +656,86 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> f64 {
     v[i].as_secs_f64() * 1e3
 }
 
-async fn poll(n: i64) {
-    let (dbname, db) = fresh_db().await;
+/// The task table's fill for `poll`, in either database's SQL: `n` tasks over 5,000 hosts,
+/// one in ten pending, the rest finished with a result; the counters moved along.
+const POLL_FILL: [&str; 3] = [
+    "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at) \
+     SELECT 'http://site' || (g % 5000) || '.example/page/' || g, 1700000000000 + g, \
+            CASE WHEN g % 10 = 0 THEN 'PENDING' ELSE 'FINISHED' END, 'python', false, true, 'text', 1, 1700000000000 + g, 1700000000000 + g \
+     FROM GEN",
+    "INSERT INTO result (task_id, words_count, http_status_code, timestamp, bytes_read, truncated, duration_ms, attempts) \
+     SELECT id, id % 97, 200, timestamp + 50, 20000, false, 40, 1 FROM task WHERE task_status = 'FINISHED'",
+    "UPDATE task_stats SET version = version + 1, \
+     pending = (SELECT COUNT(*) FROM task WHERE task_status = 'PENDING'), \
+     finished = (SELECT COUNT(*) FROM task WHERE task_status = 'FINISHED') WHERE id = 1",
+];
+
+/// Fills `poll`'s tables directly (fast) on the database `url` whose migrations `serve`
+/// ran; the counters' version afterwards.
+async fn poll_fill(url: &str, n: i64) -> i64 {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.expect("sqlite");
+        let fill = POLL_FILL[0].replace("FROM GEN", "FROM gen");
+        let fill = format!(
+            "WITH RECURSIVE gen(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM gen WHERE g < {n}) {fill}"
+        );
+        for q in [fill.as_str(), POLL_FILL[1], POLL_FILL[2], "ANALYZE"] {
+            sqlx::query(q).execute(&pool).await.expect("fill");
+        }
+        let v = sqlx::query_scalar("SELECT version FROM task_stats")
+            .fetch_one(&pool)
+            .await
+            .expect("v");
+        pool.close().await;
+        v
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.expect("pool");
+        let fill = POLL_FILL[0].replace("FROM GEN", &format!("FROM generate_series(1, {n}) g"));
+        for q in [fill.as_str(), POLL_FILL[1], POLL_FILL[2], "ANALYZE"] {
+            sqlx::query(q).execute(&pool).await.expect("fill");
+        }
+        let v = sqlx::query_scalar("SELECT version FROM task_stats")
+            .fetch_one(&pool)
+            .await
+            .expect("v");
+        pool.close().await;
+        v
+    }
+}
+
+/// `poll N [postgres|sqlite]`: what the pages people poll and search cost with N tasks
+/// stored, on Postgres or on the embedded default (SQLite, in-process queue). Each row is
+/// 200 requests, or as many as fit in 20 s (slow rows: the count is in the table).
+async fn poll(n: i64, sqlite: bool) {
     let broker = NsqTestBroker::start(BrokerConfig::default())
         .await
         .expect("broker");
     let prefix = format!("wt-bench-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("wt-bench-poll-{}", std::process::id()));
+    let (dbname, args) = if sqlite {
+        let _ = std::fs::create_dir_all(&dir);
+        let mut a = serve_args("", &broker, &prefix, 0);
+        a.database_url = format!("sqlite://{}", dir.join("poll.db").display());
+        a.worker.redis_url = None;
+        a.worker.nsqd_tcp_address = None;
+        (None, a)
+    } else {
+        let (name, db) = fresh_db().await;
+        (Some(name), serve_args(&db, &broker, &prefix, 0))
+    };
+    let url = args.database_url.clone();
     // Start once to run the migrations, then fill the tables directly (fast).
-    let serve = start_serve(serve_args(&db, &broker, &prefix, 0))
-        .await
-        .expect("serve");
-    let pool = sqlx::PgPool::connect(&db).await.expect("pool");
+    let serve = start_serve(args).await.expect("serve");
     let t = Instant::now();
-    sqlx::query(
-        "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at) \
-         SELECT 'http://site' || (g % 5000) || '.example/page/' || g, 1700000000000 + g, \
-                CASE WHEN g % 10 = 0 THEN 'PENDING' ELSE 'FINISHED' END, 'python', false, true, 'text', 1, 1700000000000 + g, 1700000000000 + g \
-         FROM generate_series(1, $1) g",
-    )
-    .bind(n)
-    .execute(&pool)
-    .await
-    .expect("fill tasks");
-    sqlx::query(
-        "INSERT INTO result (task_id, words_count, http_status_code, timestamp, bytes_read, truncated, duration_ms, attempts) \
-         SELECT id, id % 97, 200, timestamp + 50, 20000, false, 40, 1 FROM task WHERE task_status = 'FINISHED'",
-    )
-    .execute(&pool)
-    .await
-    .expect("fill results");
-    sqlx::query(
-        "UPDATE task_stats SET version = version + 1, \
-         pending = (SELECT COUNT(*) FROM task WHERE task_status = 'PENDING'), \
-         finished = (SELECT COUNT(*) FROM task WHERE task_status = 'FINISHED') WHERE id = 1",
-    )
-    .execute(&pool)
-    .await
-    .expect("stats");
-    sqlx::query("ANALYZE")
-        .execute(&pool)
-        .await
-        .expect("analyze");
+    let version = poll_fill(&url, n).await;
     let filled = t.elapsed();
     let base = format!("http://{}", serve.addr);
     let client = reqwest::Client::new();
-    let version: i64 = sqlx::query_scalar("SELECT version FROM task_stats")
-        .fetch_one(&pool)
-        .await
-        .expect("v");
-    println!("({n} tasks inserted in {:.1} s)\n", filled.as_secs_f64());
+    println!(
+        "({n} tasks inserted in {:.1} s, {})\n",
+        filled.as_secs_f64(),
+        if sqlite { "SQLite" } else { "PostgreSQL" }
+    );
     println!("| request | status | requests | p50 | p99 |\n|---|---|---|---|---|");
     for (name, path) in [
         ("poll, nothing changed", format!("/tasks/table?v={version}")),
@@ -727,6 +761,10 @@ async fn poll(n: i64) {
             format!("/tasks?q=page/{}", n / 3 + 7),
         ),
         (
+            "page, address search: medium (42.example, 1 in 100)",
+            "/tasks?q=42.example".to_string(),
+        ),
+        (
             "page, address search: one host + status PENDING",
             "/tasks?q=site42.example&status=PENDING".to_string(),
         ),
@@ -742,7 +780,8 @@ async fn poll(n: i64) {
     ] {
         let mut times = Vec::new();
         let mut status = 0;
-        for _ in 0..200 {
+        let row = Instant::now();
+        while times.len() < 200 && (times.len() < 10 || row.elapsed() < Duration::from_secs(20)) {
             let t = Instant::now();
             let res = client
                 .get(format!("{base}{path}"))
@@ -754,14 +793,17 @@ async fn poll(n: i64) {
             times.push(t.elapsed());
         }
         println!(
-            "| {name} | {status} | 200 | {:.2} ms | {:.2} ms |",
+            "| {name} | {status} | {} | {:.2} ms | {:.2} ms |",
+            times.len(),
             percentile(times.clone(), 0.5),
             percentile(times, 0.99)
         );
     }
     let _ = serve.stop().await;
-    pool.close().await;
-    drop_db(&dbname).await;
+    if let Some(name) = dbname {
+        drop_db(&name).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ------------------------------------------------------------------ scale
