@@ -446,6 +446,7 @@ impl Matcher {
     }
 
     /// Feeds the next piece of text.
+    #[inline]
     pub(crate) fn push_str(&mut self, s: &str) {
         if self.case_insensitive && !self.fold_ascii {
             if self.finder.is_some() && !s.is_empty() {
@@ -460,24 +461,29 @@ impl Matcher {
     /// Feeds the next bytes of a UTF-8 body as they came (cut anywhere, malformed or
     /// not); only when [`takes_bytes`](Matcher::takes_bytes). Saves validating the body:
     /// in the raw scope, that was a fifth of the work (callgrind, BENCHMARKS.md).
+    #[inline]
     pub(crate) fn push_bytes(&mut self, s: &[u8]) {
         if self.finder.is_none() || s.is_empty() {
             return;
         }
         let large = s.len() >= SCAN_THRESHOLD.max(self.needle_len.saturating_mul(2) + 8);
-        // In place unless folding needs the copy: a special char in `s`, or one that may
-        // be cut between `buf` and `s` (then `buf` ends inside a char).
-        let in_place = !self.fold_ascii
-            || (self.fold_finder.is_some()
-                && !self.fold_needed(s)
-                && incomplete_suffix(&self.buf) == 0);
-        if large && in_place {
+        if large && self.may_search_in_place(s) {
             self.scan_in_place(s);
             return;
         }
         // Folded by `scan` (with `fold_ascii`), together with everything else pending.
         self.buf.extend_from_slice(s);
         self.maybe_scan();
+    }
+
+    /// Whether a large piece may be searched where it is: always, unless folding needs
+    /// the copy (a special char in `s`, or one that may be cut between `buf` and `s`,
+    /// i.e. `buf` ends inside a char).
+    fn may_search_in_place(&self, s: &[u8]) -> bool {
+        !self.fold_ascii
+            || (self.fold_finder.is_some()
+                && !self.fold_needed(s)
+                && incomplete_suffix(&self.buf) == 0)
     }
 
     /// Whether `s` holds a special char ([`lowercases_to_ascii`]) that a match of this
