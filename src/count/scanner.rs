@@ -65,6 +65,19 @@ impl Name {
         }
     }
 
+    /// The ASCII-lowercased name of `bytes`, as pushing them one by one would make it.
+    #[inline]
+    fn lowercased(bytes: &[u8]) -> Name {
+        let mut name = Name::EMPTY;
+        let len = bytes.len().min(NAME_CAP);
+        for (d, s) in name.bytes[..len].iter_mut().zip(bytes) {
+            *d = s.to_ascii_lowercase();
+        }
+        name.len = len as u8;
+        name.long = bytes.len() > NAME_CAP;
+        name
+    }
+
     /// The name, or a byte string that equals no known name when it was too long.
     #[inline]
     fn get(&self) -> &[u8] {
@@ -248,6 +261,164 @@ fn raw_state_after(name: &[u8]) -> Option<St> {
         b"plaintext" => St::Plaintext,
         _ => return None,
     })
+}
+
+/// Byte classes of the tag fast path ([`parse_tag`]): which bytes end a tag name, an
+/// attribute name or an unquoted attribute value.
+const C_WS: u8 = 1;
+const C_SLASH: u8 = 2;
+const C_GT: u8 = 4;
+const C_EQ: u8 = 8;
+
+/// Class bits of every byte (0 for the bytes that just continue a name or value).
+static TAG_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'\t' as usize] = C_WS;
+    t[b'\n' as usize] = C_WS;
+    t[b'\x0C' as usize] = C_WS;
+    t[b' ' as usize] = C_WS;
+    t[b'\r' as usize] = C_WS;
+    t[b'/' as usize] = C_SLASH;
+    t[b'>' as usize] = C_GT;
+    t[b'=' as usize] = C_EQ;
+    t
+};
+
+/// A whole tag found by [`parse_tag`].
+struct FastTag {
+    end_tag: bool,
+    self_closing: bool,
+    /// The tag name's bytes in the chunk (original case).
+    name: (usize, usize),
+    /// Index just after the tag's `>`.
+    next: usize,
+}
+
+/// The tag fast path: parses the tag whose `<` is at `b[i - 1]` in one loop, with the
+/// transitions of the states `TagOpen` … `SelfClosing` of [`Scanner::push_str`] (which
+/// follow html5ever) but no state stored between bytes, so a tag costs a few instructions
+/// a byte instead of one dispatch per state change. It returns `None`, having changed
+/// nothing, when the tag does not end inside `b` or does not start with a name (`<!`, `<?`,
+/// `</>`, `<3` …): the caller then runs the resumable state machine from the `<`, which
+/// handles every case, so this only has to be right for the tags it accepts.
+///
+/// Shortcuts that keep the transitions exact:
+/// * `AfterAttrQuoted` acts as `BeforeAttrName` does on every byte (whitespace is skipped,
+///   `/` and `>` are the same, anything else starts an attribute name), so after a quoted
+///   value the loop goes straight back to the attribute loop; so does `AttrUnq` at
+///   whitespace, and `SelfClosing` on anything but `>` (it reconsumes in
+///   `BeforeAttrName`).
+/// * Attribute names and values are never kept: a quoted value is skipped with one
+///   `memchr` for its quote (a `>` or `<` inside it is part of the value).
+#[inline]
+fn parse_tag(b: &[u8], mut i: usize) -> Option<FastTag> {
+    let end_tag = *b.get(i)? == b'/';
+    if end_tag {
+        i += 1;
+    }
+    if !b.get(i)?.is_ascii_alphabetic() {
+        return None;
+    }
+    let name_start = i;
+    i += 1;
+    // TagName: everything up to whitespace, `/` or `>` (NUL and `<` included).
+    while TAG_CLASS[*b.get(i)? as usize] & (C_WS | C_SLASH | C_GT) == 0 {
+        i += 1;
+    }
+    let name = (name_start, i);
+    // BeforeAttrName (also AfterAttrQuoted, and SelfClosing's reconsume).
+    loop {
+        let c = *b.get(i)?;
+        match TAG_CLASS[c as usize] {
+            C_WS => i += 1,
+            C_GT => {
+                return Some(FastTag {
+                    end_tag,
+                    self_closing: false,
+                    name,
+                    next: i + 1,
+                });
+            }
+            C_SLASH => {
+                // SelfClosing: `/>` ends the tag, anything else is reconsumed.
+                i += 1;
+                if *b.get(i)? == b'>' {
+                    return Some(FastTag {
+                        end_tag,
+                        self_closing: true,
+                        name,
+                        next: i + 1,
+                    });
+                }
+            }
+            // AttrName, starting with this byte (even `=`).
+            _ => {
+                i += 1;
+                i = parse_attr(b, i)?;
+            }
+        }
+    }
+}
+
+/// The rest of one attribute for [`parse_tag`], from the second byte of its name: returns
+/// the index of the byte `BeforeAttrName` goes on with (after the value, or at the `/` or
+/// `>` that ended the name), or `None` at the end of `b`.
+#[inline]
+fn parse_attr(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        // AttrName.
+        let mut c = *b.get(i)?;
+        while TAG_CLASS[c as usize] == 0 {
+            i += 1;
+            c = *b.get(i)?;
+        }
+        if TAG_CLASS[c as usize] == C_WS {
+            // AfterAttrName.
+            i += 1;
+            c = *b.get(i)?;
+            while TAG_CLASS[c as usize] == C_WS {
+                i += 1;
+                c = *b.get(i)?;
+            }
+            match c {
+                b'=' => {}
+                // `/` and `>` act here as in BeforeAttrName.
+                b'/' | b'>' => return Some(i),
+                // Another attribute name begins with this byte.
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            }
+        } else if c != b'=' {
+            // `/` or `>`.
+            return Some(i);
+        }
+        // BeforeAttrValue (`b[i]` is the `=`).
+        i += 1;
+        c = *b.get(i)?;
+        while TAG_CLASS[c as usize] == C_WS {
+            i += 1;
+            c = *b.get(i)?;
+        }
+        return match c {
+            b'"' | b'\'' => {
+                // AttrDq / AttrSq, then AfterAttrQuoted (= BeforeAttrName).
+                let k = memchr(c, b.get(i + 1..)?)?;
+                Some(i + 1 + k + 1)
+            }
+            b'>' => Some(i),
+            _ => {
+                // AttrUnq, from this byte: ends at whitespace (consumed by
+                // BeforeAttrName alike) or `>`.
+                i += 1;
+                while TAG_CLASS[*b.get(i)? as usize] & (C_WS | C_GT) == 0 {
+                    i += 1;
+                }
+                Some(i)
+            }
+        };
+    }
 }
 
 /// html5ever's numeric character reference value (`finish_numeric`).
@@ -512,7 +683,17 @@ impl Scanner {
                         self.text(&s[i..i + k]);
                         i += k;
                         match b[i] {
-                            b'<' => self.st = St::TagOpen,
+                            b'<' => match parse_tag(b, i + 1) {
+                                Some(tag) => {
+                                    self.end_tag = tag.end_tag;
+                                    self.self_closing = tag.self_closing;
+                                    self.name = Name::lowercased(&b[tag.name.0..tag.name.1]);
+                                    self.st = self.emit_tag();
+                                    i = tag.next;
+                                    continue;
+                                }
+                                None => self.st = St::TagOpen,
+                            },
                             b'&' => self.start_ref(Ret::Data),
                             // NUL in data is dropped (html5ever: a NullCharacterToken).
                             _ => {}
