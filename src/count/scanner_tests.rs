@@ -253,6 +253,18 @@ fn scanner_equals_html5ever_on_fixed_cases() {
         "py<!---->thon",
         "<math><style/></math>python",
         "<svg><p>python<style>python</style>",
+        // Tags the fast path parses whole (and the state machine when cut).
+        "<svg/><style/>python</style>python",
+        "<svg><style/>python",
+        "<math/ ><script / >python</script>python",
+        "<a title='x\"y>python'>python</a>",
+        "<a title=\"x'y>python\"x=y>python",
+        "<b class=x/>py</b>thon<p/ >py<em\tid=a>thon",
+        "<div a=\"\"b>python<div =\"python\">python</div =x>",
+        "<span a = 'b'c d =e>py</span  >thon",
+        "<style type=text/css>python</style>python",
+        "<title x='</title>'>py</title>thon",
+        "<b\0>py<b<>thon<a\"b>py",
     ];
     for html in cases {
         let ws = words(&["python", "py", "thon", "<", "&"]);
@@ -378,4 +390,186 @@ fn scanner_equals_html5ever_on_corpus() {
          scanner == html5ever",
         ws.len()
     );
+}
+
+/// Tag names of the tag fast-path tests: the names the policy looks at (inline, block,
+/// raw text, hidden, foreign), odd case, too long for the name buffer, and names holding
+/// bytes that end nothing in a tag name (NUL, `<`, quotes, `=`).
+const TAG_NAMES: &[&str] = &[
+    "b",
+    "B",
+    "span",
+    "em",
+    "p",
+    "P",
+    "div",
+    "script",
+    "SCRIPT",
+    "style",
+    "noscript",
+    "template",
+    "title",
+    "textarea",
+    "svg",
+    "math",
+    "x-y",
+    "blockquotex",
+    "averyveryverylongname",
+    "b\0",
+    "b<",
+    "b\"",
+    "b'x",
+    "b=",
+];
+
+/// Attribute names: plain, starting with `=` (a name in `BeforeAttrName`), holding `/`,
+/// quotes or `<`, and one that is a counted word.
+const ATTR_NAMES: &[&str] = &[
+    "class", "href", "data-x", "=x", "a/b", "'", "\"", "<", "python", "\0",
+];
+
+/// Quoted attribute contents: empty, words, and the bytes that end a tag or a value
+/// elsewhere (`>`, `/>`, the other quote, `<`, `=`), so that a quoted value ended at the
+/// wrong place shows words that must stay hidden.
+const ATTR_CONTENT: &[&str] = &[
+    "",
+    "python",
+    ">",
+    "a>python<b",
+    "/>",
+    "=",
+    "<script>",
+    " ",
+    "x\0y",
+    "py\nthon",
+];
+
+/// Unquoted values: no whitespace or `>` (those end them) but `/`, `=`, quotes, `<`.
+const ATTR_UNQUOTED: &[&str] = &["python", "a/b", "x=y", "\"q", "a'b", "/", "<p", "py/"];
+
+/// What separates attributes (and the name from the first one): whitespace of every kind,
+/// nothing (after a quoted value), and `/` not followed by `>`.
+const ATTR_SEP: &[&str] = &[" ", "\t", "\n", "\r\n", "\x0C", "", "/", " / ", "  "];
+
+/// Tag ends: `>`, the self-closing `/>` and its near misses, and none (the tag goes on
+/// into whatever follows).
+const TAG_ENDS: &[&str] = &[">", ">", ">", "/>", "/>", " />", "/ >", " >", "//>", ""];
+
+/// Text between the tags: words that a wrong tag boundary or policy would count
+/// differently, and the end tags of the raw-text and hidden elements.
+const TAG_TEXT: &[&str] = &[
+    "python",
+    "py",
+    "thon",
+    " ",
+    "\n",
+    "x",
+    "&amp;",
+    "</script>",
+    "</style>",
+    "</title>",
+    "</svg>",
+    "<",
+    "<!-- c -->",
+];
+
+/// One attribute: separator, name, and maybe `=` (with optional whitespace around it)
+/// and a double-quoted, single-quoted or unquoted value.
+fn attr_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    let value = prop_oneof![
+        select(ATTR_CONTENT).prop_map(|c| format!("\"{c}'\"")),
+        select(ATTR_CONTENT).prop_map(|c| format!("\"{c}\"")),
+        select(ATTR_CONTENT).prop_map(|c| format!("'{c}\"'")),
+        select(ATTR_CONTENT).prop_map(|c| format!("'{c}'")),
+        select(ATTR_UNQUOTED).prop_map(str::to_owned),
+        Just(String::new()),
+    ];
+    let eq = select(&["=", " =", "= ", " = ", "\t=\n"][..]);
+    (
+        select(ATTR_SEP),
+        select(ATTR_NAMES),
+        proptest::option::of((eq, value)),
+    )
+        .prop_map(|(sep, name, v)| match v {
+            Some((eq, value)) => format!("{sep}{name}{eq}{value}"),
+            None => format!("{sep}{name}"),
+        })
+}
+
+/// A document of tags with attributes of every quoting kind between words: what the tag
+/// fast path parses whole, and the near misses it must leave to the state machine.
+fn tag_html_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    let tag = (
+        proptest::bool::weighted(0.3),
+        select(TAG_NAMES),
+        proptest::collection::vec(attr_strategy(), 0..4),
+        select(TAG_ENDS),
+    )
+        .prop_map(|(end, name, attrs, close)| {
+            format!(
+                "<{}{name}{}{close}",
+                if end { "/" } else { "" },
+                attrs.concat()
+            )
+        });
+    let piece = prop_oneof![
+        3 => tag,
+        3 => select(TAG_TEXT).prop_map(str::to_owned),
+    ];
+    proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// The tag fast path parses a tag whole only when it ends inside the piece; cut in two
+    /// at every char boundary (every tag state at a chunk end, so the state machine
+    /// resumes it) and in one-char pieces (no tag ever whole), the counts must be the
+    /// oracle's and the uncut document's.
+    #[test]
+    fn scanner_tags_equal_html5ever_at_every_cut(
+        html in tag_html_strategy(),
+        ws in proptest::collection::vec(
+            proptest::sample::select(&["python", "py", "thon", "x", "b", "&"][..]),
+            1..4,
+        ),
+    ) {
+        let ws = words(&ws);
+        let chars: Vec<&str> = html
+            .char_indices()
+            .map(|(k, c)| &html[k..k + c.len_utf8()])
+            .collect();
+        for (cs, whole) in OPTION_SETS {
+            let want = oracle_counts(&[&html], &ws, cs, whole);
+            proptest::prop_assert_eq!(
+                &scanner_counts(&[&html], &ws, cs, whole),
+                &want,
+                "whole document cs={} whole={}",
+                cs,
+                whole
+            );
+            proptest::prop_assert_eq!(
+                &scanner_counts(&chars, &ws, cs, whole),
+                &want,
+                "one-char pieces cs={} whole={}",
+                cs,
+                whole
+            );
+            for cut in (0..=html.len()).filter(|&c| html.is_char_boundary(c)) {
+                let pieces = [&html[..cut], &html[cut..]];
+                proptest::prop_assert_eq!(
+                    &scanner_counts(&pieces, &ws, cs, whole),
+                    &want,
+                    "cut at {} cs={} whole={}",
+                    cut,
+                    cs,
+                    whole
+                );
+            }
+        }
+    }
 }
