@@ -71,22 +71,22 @@ impl Name {
     #[inline]
     fn lowercased(b: &[u8], start: usize, end: usize) -> Name {
         let len = end - start;
-        if len <= NAME_CAP
-            && let Some(w) = b.get(start..start + NAME_CAP)
-        {
-            let mut bytes = [0; NAME_CAP];
-            bytes.copy_from_slice(w);
-            let keep = if len == NAME_CAP {
-                u128::MAX
-            } else {
-                (1u128 << (8 * len)) - 1
-            };
-            let x = ascii_lower_16(u128::from_le_bytes(bytes) & keep);
-            return Name {
-                bytes: x.to_le_bytes(),
-                len: len as u8,
-                long: false,
-            };
+        if len <= NAME_CAP {
+            if let Some(w) = b.get(start..start + NAME_CAP) {
+                let mut bytes = [0; NAME_CAP];
+                bytes.copy_from_slice(w);
+                let keep = if len == NAME_CAP {
+                    u128::MAX
+                } else {
+                    (1u128 << (8 * len)) - 1
+                };
+                let x = ascii_lower_16(u128::from_le_bytes(bytes) & keep);
+                return Name {
+                    bytes: x.to_le_bytes(),
+                    len: len as u8,
+                    long: false,
+                };
+            }
         }
         let mut name = Name::EMPTY;
         for &c in &b[start..end] {
