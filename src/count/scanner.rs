@@ -65,36 +65,6 @@ impl Name {
         }
     }
 
-    /// The ASCII-lowercased name of `b[start..end]`, as pushing its bytes one by one would
-    /// make it. When 16 bytes can be read from `start`, the name is lowercased as one
-    /// `u128` ([`ascii_lower_16`]): a byte loop here cost more than the rest of the tag.
-    #[inline]
-    fn lowercased(b: &[u8], start: usize, end: usize) -> Name {
-        let len = end - start;
-        if len <= NAME_CAP {
-            if let Some(w) = b.get(start..start + NAME_CAP) {
-                let mut bytes = [0; NAME_CAP];
-                bytes.copy_from_slice(w);
-                let keep = if len == NAME_CAP {
-                    u128::MAX
-                } else {
-                    (1u128 << (8 * len)) - 1
-                };
-                let x = ascii_lower_16(u128::from_le_bytes(bytes) & keep);
-                return Name {
-                    bytes: x.to_le_bytes(),
-                    len: len as u8,
-                    long: false,
-                };
-            }
-        }
-        let mut name = Name::EMPTY;
-        for &c in &b[start..end] {
-            name.push(c.to_ascii_lowercase());
-        }
-        name
-    }
-
     /// The name, or a byte string that equals no known name when it was too long.
     #[inline]
     fn get(&self) -> &[u8] {
@@ -104,21 +74,6 @@ impl Name {
             &self.bytes[..self.len as usize]
         }
     }
-}
-
-/// `u8::to_ascii_lowercase` on each of the 16 bytes of `x` at once (SWAR): a byte gets
-/// 0x20 added when its low seven bits are in `A..=Z` and its high bit is clear. The sums
-/// are taken on the low seven bits only, so no lane carries into the next.
-#[inline]
-pub(super) fn ascii_lower_16(x: u128) -> u128 {
-    const LOW7: u128 = u128::from_le_bytes([0x7F; 16]);
-    const HIGH: u128 = u128::from_le_bytes([0x80; 16]);
-    let y = x & LOW7;
-    // High bit set where y >= b'A' (0x41 + 0x3F = 0x80), and where y > b'Z' (0x5B + 0x25).
-    let ge_a = y + u128::from_le_bytes([0x3F; 16]);
-    let gt_z = y + u128::from_le_bytes([0x25; 16]);
-    let upper = ge_a & !gt_z & !x & HIGH;
-    x | (upper >> 2)
 }
 
 /// Which raw-text state a `<` / `</` / end-tag-name sub-state returns to.
@@ -203,345 +158,96 @@ fn is_ws(b: u8) -> bool {
 }
 
 /// Inline (phrasing) tags that do not break a word (same list as `html::INLINE_TAGS`).
-const INLINE_TAGS: &[&[u8]] = &[
-    b"a", b"abbr", b"b", b"bdi", b"bdo", b"cite", b"code", b"data", b"dfn", b"em", b"i", b"kbd",
-    b"mark", b"q", b"s", b"samp", b"small", b"span", b"strong", b"sub", b"sup", b"time", b"u",
-    b"var", b"wbr",
-];
+fn is_inline(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"a" | b"abbr"
+            | b"b"
+            | b"bdi"
+            | b"bdo"
+            | b"cite"
+            | b"code"
+            | b"data"
+            | b"dfn"
+            | b"em"
+            | b"i"
+            | b"kbd"
+            | b"mark"
+            | b"q"
+            | b"s"
+            | b"samp"
+            | b"small"
+            | b"span"
+            | b"strong"
+            | b"sub"
+            | b"sup"
+            | b"time"
+            | b"u"
+            | b"var"
+            | b"wbr"
+    )
+}
 
 /// HTML start tags that end foreign content (same list as `html::BREAKOUT_TAGS`).
-const BREAKOUT_TAGS: &[&[u8]] = &[
-    b"b",
-    b"big",
-    b"blockquote",
-    b"body",
-    b"br",
-    b"center",
-    b"code",
-    b"dd",
-    b"div",
-    b"dl",
-    b"dt",
-    b"em",
-    b"embed",
-    b"h1",
-    b"h2",
-    b"h3",
-    b"h4",
-    b"h5",
-    b"h6",
-    b"head",
-    b"hr",
-    b"i",
-    b"img",
-    b"li",
-    b"listing",
-    b"menu",
-    b"meta",
-    b"nobr",
-    b"ol",
-    b"p",
-    b"pre",
-    b"ruby",
-    b"s",
-    b"small",
-    b"span",
-    b"strike",
-    b"strong",
-    b"sub",
-    b"sup",
-    b"table",
-    b"tt",
-    b"u",
-    b"ul",
-    b"var",
-];
-
-/// What the text policy does with a tag name ([`tag_class`]), as bits.
-const T_INLINE: u16 = 1;
-const T_BREAKOUT: u16 = 2;
-/// `svg` / `math`: start foreign content.
-const T_SVG_MATH: u16 = 4;
-const T_TEMPLATE: u16 = 8;
-/// `script` / `style`: hidden inside foreign content too.
-const T_FOREIGN_HIDES: u16 = 16;
-/// `script` / `style` / `noscript`: their raw text is hidden.
-const T_HIDDEN_RAW: u16 = 32;
-/// The raw-text state after the start tag, in bits 8..: 0 none, then [`RAW_STATES`].
-const T_RAW_SHIFT: u32 = 8;
-/// The states a browser's tree builder selects after some HTML start tags.
-const RAW_STATES: [St; 4] = [St::Script, St::Rawtext, St::Rcdata, St::Plaintext];
-
-/// Every tag name the policy looks at, with its [`tag_class`] bits. noscript is raw text
-/// in a browser with scripting enabled.
-const CLASSED_TAGS: &[(&[u8], u16)] = &[
-    (b"svg", T_SVG_MATH),
-    (b"math", T_SVG_MATH),
-    (b"template", T_TEMPLATE),
-    (b"script", T_FOREIGN_HIDES | T_HIDDEN_RAW | 1 << T_RAW_SHIFT),
-    (b"style", T_FOREIGN_HIDES | T_HIDDEN_RAW | 2 << T_RAW_SHIFT),
-    (b"noscript", T_HIDDEN_RAW | 2 << T_RAW_SHIFT),
-    (b"xmp", 2 << T_RAW_SHIFT),
-    (b"iframe", 2 << T_RAW_SHIFT),
-    (b"noembed", 2 << T_RAW_SHIFT),
-    (b"noframes", 2 << T_RAW_SHIFT),
-    (b"title", 3 << T_RAW_SHIFT),
-    (b"textarea", 3 << T_RAW_SHIFT),
-    (b"plaintext", 4 << T_RAW_SHIFT),
-];
-
-/// One slot of [`TAG_TABLE`]: a name as [`Name`] stores it (bytes little-endian, zero
-/// padded) with its length (so that a name holding NUL bytes is not a shorter one), and
-/// its bits; `len == 0` is an empty slot.
-#[derive(Clone, Copy)]
-struct TagSlot {
-    key: u128,
-    len: u8,
-    class: u16,
+fn is_breakout(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"b" | b"big"
+            | b"blockquote"
+            | b"body"
+            | b"br"
+            | b"center"
+            | b"code"
+            | b"dd"
+            | b"div"
+            | b"dl"
+            | b"dt"
+            | b"em"
+            | b"embed"
+            | b"h1"
+            | b"h2"
+            | b"h3"
+            | b"h4"
+            | b"h5"
+            | b"h6"
+            | b"head"
+            | b"hr"
+            | b"i"
+            | b"img"
+            | b"li"
+            | b"listing"
+            | b"menu"
+            | b"meta"
+            | b"nobr"
+            | b"ol"
+            | b"p"
+            | b"pre"
+            | b"ruby"
+            | b"s"
+            | b"small"
+            | b"span"
+            | b"strike"
+            | b"strong"
+            | b"sub"
+            | b"sup"
+            | b"table"
+            | b"tt"
+            | b"u"
+            | b"ul"
+            | b"var"
+    )
 }
 
-/// Slots of the open-addressing table of tag names (a power of two, ~4x the names, so
-/// most look-ups probe one slot).
-const TAG_SLOTS: usize = 256;
-
-/// The slot a name's probe starts at.
-const fn tag_hash(key: u128, len: u8) -> usize {
-    let x = (key as u64) ^ ((key >> 64) as u64).rotate_left(29) ^ len as u64;
-    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
-}
-
-/// A name's bytes as a [`TagSlot`] key.
-const fn tag_key(name: &[u8]) -> u128 {
-    let mut key = 0u128;
-    let mut k = 0;
-    while k < name.len() {
-        key |= (name[k] as u128) << (8 * k);
-        k += 1;
-    }
-    key
-}
-
-/// Adds `class` to the slot of `name` (taking a free slot the first time).
-const fn tag_insert(t: &mut [TagSlot; TAG_SLOTS], name: &[u8], class: u16) {
-    let key = tag_key(name);
-    let len = name.len() as u8;
-    let mut h = tag_hash(key, len);
-    loop {
-        if t[h].len == 0 {
-            t[h] = TagSlot { key, len, class };
-            return;
-        }
-        if t[h].len == len && t[h].key == key {
-            t[h].class |= class;
-            return;
-        }
-        h = (h + 1) % TAG_SLOTS;
-    }
-}
-
-/// The policy of every known tag name, built at compile time from the lists above.
-static TAG_TABLE: [TagSlot; TAG_SLOTS] = {
-    let mut t = [TagSlot {
-        key: 0,
-        len: 0,
-        class: 0,
-    }; TAG_SLOTS];
-    let mut k = 0;
-    while k < INLINE_TAGS.len() {
-        tag_insert(&mut t, INLINE_TAGS[k], T_INLINE);
-        k += 1;
-    }
-    k = 0;
-    while k < BREAKOUT_TAGS.len() {
-        tag_insert(&mut t, BREAKOUT_TAGS[k], T_BREAKOUT);
-        k += 1;
-    }
-    k = 0;
-    while k < CLASSED_TAGS.len() {
-        tag_insert(&mut t, CLASSED_TAGS[k].0, CLASSED_TAGS[k].1);
-        k += 1;
-    }
-    t
-};
-
-/// The policy bits of a tag name (0 for a name the policy does not know): one hash probe
-/// on the name's 16 bytes instead of matching it against each list in turn, which was
-/// ~50 instructions a tag on markup-heavy pages.
-#[inline]
-fn tag_class(name: &Name) -> u16 {
-    if name.long {
-        return 0;
-    }
-    let key = u128::from_le_bytes(name.bytes);
-    let mut h = tag_hash(key, name.len);
-    loop {
-        let slot = &TAG_TABLE[h];
-        if slot.len == name.len && slot.key == key {
-            return slot.class;
-        }
-        if slot.len == 0 {
-            return 0;
-        }
-        h = (h + 1) % TAG_SLOTS;
-    }
-}
-
-/// Byte classes of the tag fast path ([`parse_tag`]): which bytes end a tag name, an
-/// attribute name or an unquoted attribute value.
-const C_WS: u8 = 1;
-const C_SLASH: u8 = 2;
-const C_GT: u8 = 4;
-const C_EQ: u8 = 8;
-
-/// Class bits of every byte (0 for the bytes that just continue a name or value).
-static TAG_CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b'\t' as usize] = C_WS;
-    t[b'\n' as usize] = C_WS;
-    t[b'\x0C' as usize] = C_WS;
-    t[b' ' as usize] = C_WS;
-    t[b'\r' as usize] = C_WS;
-    t[b'/' as usize] = C_SLASH;
-    t[b'>' as usize] = C_GT;
-    t[b'=' as usize] = C_EQ;
-    t
-};
-
-/// A whole tag found by [`parse_tag`].
-struct FastTag {
-    end_tag: bool,
-    self_closing: bool,
-    /// The tag name's bytes in the chunk (original case).
-    name: (usize, usize),
-    /// Index just after the tag's `>`.
-    next: usize,
-}
-
-/// The tag fast path: parses the tag whose `<` is at `b[i - 1]` in one loop, with the
-/// transitions of the states `TagOpen` … `SelfClosing` of [`Scanner::push_str`] (which
-/// follow html5ever) but no state stored between bytes, so a tag costs a few instructions
-/// a byte instead of one dispatch per state change. It returns `None`, having changed
-/// nothing, when the tag does not end inside `b` or does not start with a name (`<!`, `<?`,
-/// `</>`, `<3` …): the caller then runs the resumable state machine from the `<`, which
-/// handles every case, so this only has to be right for the tags it accepts.
-///
-/// Shortcuts that keep the transitions exact:
-/// * `AfterAttrQuoted` acts as `BeforeAttrName` does on every byte (whitespace is skipped,
-///   `/` and `>` are the same, anything else starts an attribute name), so after a quoted
-///   value the loop goes straight back to the attribute loop; so does `AttrUnq` at
-///   whitespace, and `SelfClosing` on anything but `>` (it reconsumes in
-///   `BeforeAttrName`).
-/// * Attribute names and values are never kept: a quoted value is skipped with one
-///   `memchr` for its quote (a `>` or `<` inside it is part of the value).
-#[inline]
-fn parse_tag(b: &[u8], mut i: usize) -> Option<FastTag> {
-    let end_tag = *b.get(i)? == b'/';
-    if end_tag {
-        i += 1;
-    }
-    if !b.get(i)?.is_ascii_alphabetic() {
-        return None;
-    }
-    let name_start = i;
-    i += 1;
-    // TagName: everything up to whitespace, `/` or `>` (NUL and `<` included).
-    while TAG_CLASS[*b.get(i)? as usize] & (C_WS | C_SLASH | C_GT) == 0 {
-        i += 1;
-    }
-    let name = (name_start, i);
-    // BeforeAttrName (also AfterAttrQuoted, and SelfClosing's reconsume).
-    loop {
-        let c = *b.get(i)?;
-        match TAG_CLASS[c as usize] {
-            C_WS => i += 1,
-            C_GT => {
-                return Some(FastTag {
-                    end_tag,
-                    self_closing: false,
-                    name,
-                    next: i + 1,
-                });
-            }
-            C_SLASH => {
-                // SelfClosing: `/>` ends the tag, anything else is reconsumed.
-                i += 1;
-                if *b.get(i)? == b'>' {
-                    return Some(FastTag {
-                        end_tag,
-                        self_closing: true,
-                        name,
-                        next: i + 1,
-                    });
-                }
-            }
-            // AttrName, starting with this byte (even `=`).
-            _ => {
-                i += 1;
-                i = parse_attr(b, i)?;
-            }
-        }
-    }
-}
-
-/// The rest of one attribute for [`parse_tag`], from the second byte of its name: returns
-/// the index of the byte `BeforeAttrName` goes on with (after the value, or at the `/` or
-/// `>` that ended the name), or `None` at the end of `b`.
-#[inline]
-fn parse_attr(b: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        // AttrName.
-        let mut c = *b.get(i)?;
-        while TAG_CLASS[c as usize] == 0 {
-            i += 1;
-            c = *b.get(i)?;
-        }
-        if TAG_CLASS[c as usize] == C_WS {
-            // AfterAttrName.
-            i += 1;
-            c = *b.get(i)?;
-            while TAG_CLASS[c as usize] == C_WS {
-                i += 1;
-                c = *b.get(i)?;
-            }
-            match c {
-                b'=' => {}
-                // `/` and `>` act here as in BeforeAttrName.
-                b'/' | b'>' => return Some(i),
-                // Another attribute name begins with this byte.
-                _ => {
-                    i += 1;
-                    continue;
-                }
-            }
-        } else if c != b'=' {
-            // `/` or `>`.
-            return Some(i);
-        }
-        // BeforeAttrValue (`b[i]` is the `=`).
-        i += 1;
-        c = *b.get(i)?;
-        while TAG_CLASS[c as usize] == C_WS {
-            i += 1;
-            c = *b.get(i)?;
-        }
-        return match c {
-            b'"' | b'\'' => {
-                // AttrDq / AttrSq, then AfterAttrQuoted (= BeforeAttrName).
-                let k = memchr(c, b.get(i + 1..)?)?;
-                Some(i + 1 + k + 1)
-            }
-            b'>' => Some(i),
-            _ => {
-                // AttrUnq, from this byte: ends at whitespace (consumed by
-                // BeforeAttrName alike) or `>`.
-                i += 1;
-                while TAG_CLASS[*b.get(i)? as usize] & (C_WS | C_GT) == 0 {
-                    i += 1;
-                }
-                Some(i)
-            }
-        };
-    }
+/// The state a browser's tree builder selects after this HTML start tag, if any.
+fn raw_state_after(name: &[u8]) -> Option<St> {
+    Some(match name {
+        b"script" => St::Script,
+        // noscript is raw text in a browser with scripting enabled.
+        b"style" | b"noscript" | b"xmp" | b"iframe" | b"noembed" | b"noframes" => St::Rawtext,
+        b"title" | b"textarea" => St::Rcdata,
+        b"plaintext" => St::Plaintext,
+        _ => return None,
+    })
 }
 
 /// html5ever's numeric character reference value (`finish_numeric`).
@@ -720,48 +426,49 @@ impl Scanner {
 
     /// A complete tag: the same policy as `html::TextState::on_tag`; returns the next state.
     fn emit_tag(&mut self) -> St {
-        let class = tag_class(&self.name);
-        if class & T_INLINE == 0 {
+        let name = self.name;
+        let name = name.get();
+        if !is_inline(name) {
             self.out.push_separator();
         }
-        if self.foreign_depth > 0 && !self.on_foreign_tag(class) {
+        if self.foreign_depth > 0 && !self.on_foreign_tag(name) {
             return St::Data;
         }
-        if !self.end_tag && class & T_SVG_MATH != 0 && !self.self_closing {
+        let is_svg_math = matches!(name, b"svg" | b"math");
+        if !self.end_tag && is_svg_math && !self.self_closing {
             self.foreign_depth = 1;
             return St::Data;
         }
         if self.end_tag {
             self.in_hidden_raw = false;
-            if class & T_TEMPLATE != 0 {
+            if name == b"template" {
                 self.template_depth = self.template_depth.saturating_sub(1);
             }
             return St::Data;
         }
-        if class & T_TEMPLATE != 0 {
+        if name == b"template" {
             self.template_depth = self.template_depth.saturating_add(1);
         }
-        match class >> T_RAW_SHIFT {
-            0 => St::Data,
-            raw => {
-                self.in_hidden_raw = class & T_HIDDEN_RAW != 0;
+        match raw_state_after(name) {
+            Some(st) => {
+                self.in_hidden_raw = matches!(name, b"script" | b"style" | b"noscript");
                 self.last_start = self.name;
-                RAW_STATES[(raw - 1) as usize]
+                st
             }
+            None => St::Data,
         }
     }
 
-    /// A tag inside `svg`/`math` (as `html::TextState::on_foreign_tag`), given its
-    /// [`tag_class`]: returns true when it ends foreign content and is to be handled as
-    /// HTML.
-    fn on_foreign_tag(&mut self, class: u16) -> bool {
-        if !self.end_tag && class & T_BREAKOUT != 0 {
+    /// A tag inside `svg`/`math` (as `html::TextState::on_foreign_tag`): returns true when
+    /// it ends foreign content and is to be handled as HTML.
+    fn on_foreign_tag(&mut self, name: &[u8]) -> bool {
+        if !self.end_tag && is_breakout(name) {
             self.foreign_depth = 0;
             self.foreign_hidden_depth = 0;
             return true;
         }
-        let hides = class & T_FOREIGN_HIDES != 0;
-        let svg_math = class & T_SVG_MATH != 0;
+        let hides = matches!(name, b"script" | b"style");
+        let svg_math = matches!(name, b"svg" | b"math");
         if !self.end_tag {
             if !self.self_closing {
                 if svg_math {
@@ -805,17 +512,7 @@ impl Scanner {
                         self.text(&s[i..i + k]);
                         i += k;
                         match b[i] {
-                            b'<' => match parse_tag(b, i + 1) {
-                                Some(tag) => {
-                                    self.end_tag = tag.end_tag;
-                                    self.self_closing = tag.self_closing;
-                                    self.name = Name::lowercased(b, tag.name.0, tag.name.1);
-                                    self.st = self.emit_tag();
-                                    i = tag.next;
-                                    continue;
-                                }
-                                None => self.st = St::TagOpen,
-                            },
+                            b'<' => self.st = St::TagOpen,
                             b'&' => self.start_ref(Ret::Data),
                             // NUL in data is dropped (html5ever: a NullCharacterToken).
                             _ => {}
@@ -1451,113 +1148,5 @@ impl Scanner {
             _ => {}
         }
         self.out.finish()
-    }
-}
-
-/// Unit tests of the scanner's tables and word tricks (the differential tests against
-/// html5ever are in `scanner_tests.rs`).
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `name` pushed byte by byte, lowercased: the state machine's way.
-    fn pushed(bytes: &[u8]) -> Name {
-        let mut name = Name::EMPTY;
-        for &c in bytes {
-            name.push(c.to_ascii_lowercase());
-        }
-        name
-    }
-
-    /// The class a name has by the lists themselves (a linear search).
-    fn listed_class(name: &[u8]) -> u16 {
-        let mut class = 0;
-        if INLINE_TAGS.contains(&name) {
-            class |= T_INLINE;
-        }
-        if BREAKOUT_TAGS.contains(&name) {
-            class |= T_BREAKOUT;
-        }
-        for &(n, c) in CLASSED_TAGS {
-            if n == name {
-                class |= c;
-            }
-        }
-        class
-    }
-
-    #[test]
-    fn ascii_lower_16_every_byte_in_every_lane() {
-        for lane in 0..16 {
-            for c in 0..=255u8 {
-                // The other lanes hold bytes around the letter ranges' edges.
-                let mut bytes: [u8; 16] = *b"@AZ[`az{\x80\xc1\xda\xff\x00 Zq";
-                bytes[lane] = c;
-                let got = ascii_lower_16(u128::from_le_bytes(bytes)).to_le_bytes();
-                assert_eq!(
-                    got,
-                    bytes.map(|b| b.to_ascii_lowercase()),
-                    "{c:#x} in lane {lane}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn tag_class_equals_the_lists() {
-        let mut names: Vec<Vec<u8>> = INLINE_TAGS
-            .iter()
-            .chain(BREAKOUT_TAGS)
-            .chain(CLASSED_TAGS.iter().map(|(n, _)| n))
-            .map(|n| n.to_vec())
-            .collect();
-        assert!(names.iter().all(|n| listed_class(n) != 0));
-        // Near misses: prefixes, a NUL or a letter more (zero padding must not make
-        // `b\0` the name `b`), and names too long for the buffer.
-        for n in names.clone() {
-            names.push(n[..n.len() - 1].to_vec());
-            names.push([&n[..], b"\0"].concat());
-            names.push([&n[..], b"x"].concat());
-            names.push([&n[..], &n[..], &n[..]].concat());
-        }
-        for n in &names {
-            let want = if n.len() > NAME_CAP {
-                0
-            } else {
-                listed_class(n)
-            };
-            assert_eq!(
-                tag_class(&pushed(n)),
-                want,
-                "{:?}",
-                String::from_utf8_lossy(n)
-            );
-            let upper = n.to_ascii_uppercase();
-            let fast = Name::lowercased(&[&upper[..], &[b'>'; 20]].concat(), 0, n.len());
-            assert_eq!(
-                tag_class(&fast),
-                want,
-                "{:?}",
-                String::from_utf8_lossy(&upper)
-            );
-        }
-    }
-
-    proptest::proptest! {
-        /// The word-at-a-time name equals the pushed one, near the end of the piece too.
-        #[test]
-        fn lowercased_equals_pushing(
-            b in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
-            start in 0usize..40,
-            len in 0usize..24,
-        ) {
-            let start = start.min(b.len());
-            let end = (start + len).min(b.len());
-            let fast = Name::lowercased(&b, start, end);
-            let slow = pushed(&b[start..end]);
-            proptest::prop_assert_eq!(fast.bytes, slow.bytes);
-            proptest::prop_assert_eq!(fast.len, slow.len);
-            proptest::prop_assert_eq!(fast.long, slow.long);
-        }
     }
 }
