@@ -408,6 +408,36 @@ impl Scanner {
         self.st = self.ret_state();
     }
 
+    /// The common case of a named reference in one look: `name;` wholly in `rest` (the
+    /// bytes after `&`) and a full entity. Then the char-by-char walk below would find every
+    /// prefix of it in the table (the table holds the prefixes of every name, which is how
+    /// the walk knows when to stop: see the test `every_prefix_of_an_entity_is_a_key`) and
+    /// end on it at the `;`, having looked up each of the name's prefixes; this looks up
+    /// the whole key once. Returns how many bytes of `rest` it consumed, or `None` (nothing
+    /// consumed) for the walk to decide: no `;` in reach, or not an entity.
+    #[inline]
+    fn whole_named_ref(&mut self, rest: &[u8]) -> Option<usize> {
+        let name = rest
+            .iter()
+            .take(REF_CAP - 1)
+            .position(|c| !c.is_ascii_alphanumeric())?;
+        if rest[name] != b';' {
+            return None;
+        }
+        let key = &rest[..=name];
+        // Keys are ASCII; `from_utf8` cannot fail here.
+        let &(c1, c2) = html5ever::data::NAMED_ENTITIES.get(std::str::from_utf8(key).ok()?)?;
+        if c1 == 0 {
+            return None;
+        }
+        self.ref_buf[..key.len()].copy_from_slice(key);
+        // `key.len() < REF_CAP`, so it fits in a u8.
+        self.ref_len = key.len() as u8;
+        self.ref_match = Some((c1, c2, key.len() as u8));
+        self.finish_named();
+        Some(key.len())
+    }
+
     /// Ends a numeric reference that had digits.
     fn finish_numeric(&mut self) {
         let c = numeric_char(self.num, self.num_too_big);
@@ -1086,6 +1116,12 @@ impl Scanner {
                     }
                 }
                 St::RefNamed => {
+                    if self.ref_len == 0
+                        && let Some(used) = self.whole_named_ref(&b[i..])
+                    {
+                        i += used;
+                        continue;
+                    }
                     let c = b[i];
                     let len = self.ref_len as usize;
                     let known = (c.is_ascii_alphanumeric() || c == b';') && len < REF_CAP && {
