@@ -735,7 +735,12 @@ async fn poll_fill(url: &str, n: i64) -> i64 {
         // vacuumed long since, while a table filled a second ago is where autovacuum starts
         // (it vacuums after inserts too, and merges the trigram index's pending list),
         // busy on one of the two cores while the rows below are timed.
-        for q in [fill.as_str(), POLL_FILL[1], POLL_FILL[2], "VACUUM (ANALYZE)"] {
+        for q in [
+            fill.as_str(),
+            POLL_FILL[1],
+            POLL_FILL[2],
+            "VACUUM (ANALYZE)",
+        ] {
             sqlx::query(q).execute(&pool).await.expect("fill");
         }
         let v = sqlx::query_scalar("SELECT version FROM task_stats")

@@ -7,6 +7,13 @@ use tracing_subscriber::EnvFilter;
 use wordtally::app::{shutdown_signal, start_serve, start_worker};
 use wordtally::config::{Cli, Command};
 
+/// mimalloc instead of the system allocator: a task allocates and frees many small
+/// buffers (HTTP client and server, JSON, SQLite, actor messages) across threads, where
+/// glibc's malloc spent ~8% of the embedded service's instructions (BENCHMARKS.md,
+/// "Embedded: where the time went").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // A `.env` file (see `.env.sample`) fills in variables the environment does not set.

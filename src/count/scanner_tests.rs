@@ -285,7 +285,11 @@ fn every_prefix_of_an_entity_is_a_key() {
             continue;
         }
         for end in 1..name.len() {
-            assert!(table.get(&name[..end]).is_some(), "{name}: {}", &name[..end]);
+            assert!(
+                table.get(&name[..end]).is_some(),
+                "{name}: {}",
+                &name[..end]
+            );
         }
         checked += 1;
     }
@@ -307,11 +311,18 @@ fn every_named_entity_decodes_as_html5ever() {
             .filter_map(|&c| char::from_u32(c))
             .collect();
         let ws = vec![format!("q{decoded}q")];
-        for html in [format!("<p>q&{name}q</p>"), format!("<title>q&{name}q</title>")] {
+        for html in [
+            format!("<p>q&{name}q</p>"),
+            format!("<title>q&{name}q</title>"),
+        ] {
             let want = oracle_counts(&[&html], &ws, true, false);
             for cut in [html.len() / 2, 4, 5, 9] {
                 let pieces = [&html[..cut], &html[cut..]];
-                assert_eq!(scanner_counts(&pieces, &ws, true, false), want, "{html:?} cut at {cut}");
+                assert_eq!(
+                    scanner_counts(&pieces, &ws, true, false),
+                    want,
+                    "{html:?} cut at {cut}"
+                );
             }
             assert_eq!(scanner_counts(&[&html], &ws, true, false), want, "{html:?}");
             // The test is about decoding: a full name's text is the decoded word.
