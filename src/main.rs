@@ -10,7 +10,8 @@ use wordtally::config::{Cli, Command};
 /// mimalloc instead of the system allocator: a task allocates and frees many small
 /// buffers (HTTP client and server, JSON, SQLite, actor messages) across threads, where
 /// glibc's malloc spent ~8% of the embedded service's instructions (BENCHMARKS.md,
-/// "Embedded: where the time went").
+/// "Embedded: where the time went"). Measured: 2.9% fewer instructions and ~6% less CPU
+/// per task, for ~14 MiB more RSS with 10,000 tasks in flight (79 → 93 MiB).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -76,6 +76,17 @@ impl Name {
     }
 }
 
+/// html5ever's entry for a named reference (without the `&`): its code points (`(0, _)`
+/// for a prefix of a longer name that is no entity itself), or `None` when no name starts
+/// so.
+#[inline]
+fn entity(key: &[u8]) -> Option<(u32, u32)> {
+    // Keys are ASCII; `from_utf8` cannot fail for what is looked up.
+    html5ever::data::NAMED_ENTITIES
+        .get(std::str::from_utf8(key).ok()?)
+        .copied()
+}
+
 /// Which raw-text state a `<` / `</` / end-tag-name sub-state returns to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Raw {
@@ -425,8 +436,7 @@ impl Scanner {
             return None;
         }
         let key = &rest[..=name];
-        // Keys are ASCII; `from_utf8` cannot fail here.
-        let &(c1, c2) = html5ever::data::NAMED_ENTITIES.get(std::str::from_utf8(key).ok()?)?;
+        let (c1, c2) = entity(key)?;
         if c1 == 0 {
             return None;
         }
@@ -1126,13 +1136,8 @@ impl Scanner {
                     let len = self.ref_len as usize;
                     let known = (c.is_ascii_alphanumeric() || c == b';') && len < REF_CAP && {
                         self.ref_buf[len] = c;
-                        let key = &self.ref_buf[..=len];
-                        // Keys are ASCII; `from_utf8` cannot fail here.
-                        match std::str::from_utf8(key)
-                            .ok()
-                            .and_then(|k| html5ever::data::NAMED_ENTITIES.get(k))
-                        {
-                            Some(&(c1, c2)) => {
+                        match entity(&self.ref_buf[..=len]) {
+                            Some((c1, c2)) => {
                                 if c1 != 0 {
                                     self.ref_match = Some((c1, c2, (len + 1) as u8));
                                 }

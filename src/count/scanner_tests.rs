@@ -296,8 +296,8 @@ fn every_prefix_of_an_entity_is_a_key() {
     assert!(checked > 2000, "{checked} entities");
 }
 
-/// Every entity of the table, whole in one piece (the one-lookup path) and cut at every
-/// byte (the char-by-char walk), decodes to the oracle's text: the word `q<decoded>q`
+/// Every entity of the table, whole in one piece (the one-lookup path) and cut inside or
+/// around the name (the char-by-char walk), decodes to the oracle's text: the word `q<decoded>q`
 /// counts once, with the same count as html5ever's, in text and in an RCDATA element.
 #[test]
 fn every_named_entity_decodes_as_html5ever() {
