@@ -14,7 +14,7 @@ all their processes during the run.
 import json, os, re, shutil, signal, subprocess, sys, time, urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = f"{REPO}/target/release/wordtally"
+BIN = os.environ.get("WORDTALLY_BIN", f"{REPO}/target/release/wordtally")  # another build, side by side
 BROKER = f"{REPO}/target/release/examples/nsq_test_broker"
 DOCS = "/usr/share/doc/python3.11-doc/html"
 MODE = sys.argv[1] if len(sys.argv) > 1 else "prod"

@@ -17,6 +17,7 @@ mod matcher;
 mod scanner;
 #[cfg(test)]
 mod scanner_tests;
+mod word_runs;
 mod words;
 
 use std::fmt;
