@@ -17,6 +17,8 @@
 //! * [`fetch`] / [`count`] / [`address`] — pure, separately tested: what a worker does.
 //! * [`app`] — wiring: `serve` and `worker` as functions that tests call.
 //! * [`config`] — the one clap definition of every setting.
+//! * [`crawl`] — crawls (DESIGN §15): rules, URL normalisation, robots.txt, sitemaps,
+//!   politeness.
 //! * [`cli`] — command-line verbs beside `serve`/`worker` (`submit`).
 //! * [`metrics`] — Prometheus metrics of every step (`GET /metrics`).
 //! * [`chart`] — server-rendered SVG charts of the per-minute rollups (`/workers`).
@@ -32,6 +34,7 @@ pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod count;
+pub mod crawl;
 pub mod fetch;
 pub mod http;
 pub mod metrics;

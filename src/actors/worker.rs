@@ -119,6 +119,8 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
             .collect(),
         counts,
         redirects: fetched.redirects,
+        skipped: false,
+        crawl: None,
     }
 }
 

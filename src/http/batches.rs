@@ -77,6 +77,7 @@ impl BatchView {
                     Outcome::Failed => b.failed,
                     Outcome::Truncated => b.truncated,
                     Outcome::Cancelled => b.cancelled,
+                    Outcome::Skipped => b.skipped,
                 };
                 (o.as_str(), outcome_label(o), n)
             })
