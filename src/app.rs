@@ -294,6 +294,8 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             ),
         }),
         auth,
+        // H-robots adds CRAWL_MAX_PAGES to the config; until then the default ceiling.
+        crawl_max_pages: crate::crawl::rules::DEFAULT_MAX_PAGES,
     };
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
