@@ -294,8 +294,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             ),
         }),
         auth,
-        // H-robots adds CRAWL_MAX_PAGES to the config; until then the default ceiling.
-        crawl_max_pages: crate::crawl::rules::DEFAULT_MAX_PAGES,
+        crawl_max_pages: args.crawl_max_pages,
     };
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());

@@ -303,6 +303,91 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+/// The form's "Crawl from these addresses": the lines are the start addresses, the rules
+/// come from the crawl fields. Answers like a list submission (the seeds as accepted
+/// tasks, the refused lines with their line numbers).
+pub async fn submit_form(
+    state: &AppState,
+    f: &super::tasks::SubmitForm,
+    lines: &[String],
+    options: CountOptions,
+) -> Result<super::submit::SubmitOutcome, Error> {
+    let field = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let number = |name: &str, v: &Option<String>| -> Result<Option<u64>, Error> {
+        field(v)
+            .map(|s| {
+                s.parse::<u64>().map_err(|_| {
+                    Error::Unprocessable(format!("{name} must be a whole number, not {s:?}"))
+                })
+            })
+            .transpose()
+    };
+    let patterns = |v: &Option<String>| -> Option<Vec<String>> {
+        field(v).map(|s| {
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    };
+    let starts: Vec<(usize, String)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l.clone()))
+        .collect();
+    let sitemaps = match field(&f.sitemaps) {
+        None => None,
+        Some(s) if s.eq_ignore_ascii_case("auto") => Some(Sitemaps::Auto("auto".into())),
+        Some(s) => Some(Sitemaps::List(
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )),
+    };
+    let req = CreateCrawl {
+        start: starts.iter().map(|(_, l)| l.clone()).collect(),
+        sitemaps,
+        follow: field(&f.follow)
+            .map(|s| s.parse::<Follow>())
+            .transpose()
+            .map_err(Error::Unprocessable)?,
+        max_pages: number("Max pages", &f.max_pages)?,
+        max_depth: number("Max depth", &f.max_depth)?.map(|d| u32::try_from(d).unwrap_or(u32::MAX)),
+        include: patterns(&f.include),
+        exclude: patterns(&f.exclude),
+        obey_robots: Some(f.ignore_robots.is_none()),
+        label: f.label.clone(),
+        ..CreateCrawl::default()
+    };
+    let mut checked = check(&req, state.crawl_max_pages)?;
+    checked.options = options;
+    checked
+        .options
+        .validate_all()
+        .map_err(Error::Unprocessable)?;
+    // Line numbers of the textarea, not indexes of the start list.
+    for r in &mut checked.rejected {
+        if let Some((line, _)) = starts.get(r.line - 1) {
+            r.line = *line;
+        }
+    }
+    let (batch, tasks) = start(state, &checked).await?;
+    Ok(super::submit::SubmitOutcome {
+        batch_id: Some(batch),
+        accepted: tasks,
+        rejected: checked.rejected,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

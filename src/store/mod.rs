@@ -30,7 +30,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, QueryBuilder, Row, SqlitePool};
 
-pub use self::batches::{Batch, BatchDistribution, BatchFilter};
+pub use self::batches::{Batch, BatchDistribution, BatchFilter, CrawlSummary};
 pub use self::results::{StoreOutcome, Written};
 pub use self::runs::{AuditEntry, CancelledRun};
 pub use self::search::{SEARCH_WALK, SearchIndex, SearchTuning, TrigramFreq};
