@@ -39,6 +39,9 @@ pub enum Command {
     /// Submit addresses (a file or stdin) as one batch to a running server, wait, print
     /// the results as CSV or JSON Lines.
     Submit(crate::cli::submit::SubmitArgs),
+    /// Crawl a site from start addresses (following its links, obeying robots.txt) on a
+    /// running server, wait, print every page as CSV or JSON Lines.
+    Crawl(crate::cli::crawl::CrawlArgs),
     /// Accounts that sign in on the web page: add, list, remove, passwd.
     User(crate::cli::users::UserArgs),
     /// API tokens for scripts: create (printed once), list, revoke.
