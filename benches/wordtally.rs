@@ -294,7 +294,7 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
         case_sensitive: cs,
         whole_word: whole,
         scope,
-        words: Vec::new(),
+        ..CountOptions::default()
     };
     let feed_one = |o: CountOptions| -> u64 {
         let mut sum = 0;

@@ -75,6 +75,18 @@ pub struct CountOptions {
     /// the first word). Empty = just `word`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub words: Vec<String>,
+    /// Regions (DESIGN §17): CSS selectors whose elements are the only ones counted.
+    /// Empty = the whole page. Text scope only (the raw scope has no elements).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub within: Vec<String>,
+    /// Regions (DESIGN §17): CSS selectors whose elements are never counted (navigation,
+    /// footers, sidebars repeated on every page). Text scope only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<String>,
+    /// Regular expressions counted beside the words over the same text stream, each with
+    /// its own count keyed by the pattern text (leftmost-first, non-overlapping).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<String>,
 }
 
 impl Default for CountOptions {
@@ -86,6 +98,9 @@ impl Default for CountOptions {
             whole_word: true,
             scope: Scope::Text,
             words: Vec::new(),
+            within: Vec::new(),
+            outside: Vec::new(),
+            patterns: Vec::new(),
         }
     }
 }

@@ -194,6 +194,9 @@ async fn create(
         whole_word: req.whole_word.unwrap_or(d.whole_word),
         scope: req.scope.unwrap_or(d.scope),
         words: Vec::new(),
+        within: Vec::new(),
+        outside: Vec::new(),
+        patterns: Vec::new(),
     };
     if let Some(words) = req.words {
         if req.word.is_some() {

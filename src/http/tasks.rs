@@ -373,6 +373,9 @@ async fn post_form(
                 whole_word: form.whole_word,
                 scope,
                 words: Vec::new(),
+                within: Vec::new(),
+                outside: Vec::new(),
+                patterns: Vec::new(),
             };
             if words.len() > 1 {
                 options.set_words(words);

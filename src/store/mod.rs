@@ -122,6 +122,9 @@ macro_rules! task_from_row {
                 scope: crate::count::Scope::from_str(&scope).map_err(StoreError::Corrupt)?,
                 words: crate::store::json_column(row.try_get("words")?, "words")?
                     .unwrap_or_default(),
+                within: Vec::new(),
+                outside: Vec::new(),
+                patterns: Vec::new(),
             },
             attempts: row.try_get("attempts")?,
             queued_at: row.try_get("queued_at")?,
