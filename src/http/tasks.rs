@@ -42,12 +42,31 @@ pub struct ListQuery {
     pub v: Option<i64>,
     /// The page the polled table lives on (`/batches/{id}`), for its links (poll only).
     pub base: Option<String>,
+    /// Only tasks whose current result counted this word or pattern (count > 0).
+    pub contains: Option<String>,
+    /// Only tasks whose current result counted this word or pattern zero times.
+    pub absent: Option<String>,
 }
 
 /// `/batches/{digits}`: the only other page a task table lives on.
 fn is_batch_path(p: &str) -> bool {
     p.strip_prefix("/batches/")
         .is_some_and(|id| !id.is_empty() && id.len() < 20 && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A `contains` / `absent` value: a word or pattern as the task counts it (a key of the
+/// result's `counts`), at most as long as a pattern may be.
+fn count_key(s: &Option<String>, name: &str) -> Result<Option<String>, Error> {
+    let Some(v) = nonempty(s) else {
+        return Ok(None);
+    };
+    if v.chars().count() > crate::count::MAX_PATTERN_CHARS {
+        return Err(Error::BadRequest(format!(
+            "`{name}` must be at most {} characters long",
+            crate::count::MAX_PATTERN_CHARS
+        )));
+    }
+    Ok(Some(v.to_string()))
 }
 
 pub(crate) fn nonempty(s: &Option<String>) -> Option<&str> {
@@ -86,6 +105,8 @@ impl ListQuery {
             after: id(&self.after, "after")?,
             limit,
             oldest_first: false,
+            contains: count_key(&self.contains, "contains")?,
+            absent: count_key(&self.absent, "absent")?,
         })
     }
 }
