@@ -38,6 +38,24 @@ pub use self::pattern::{AUTOMATON_LIMIT, MAX_PATTERN_CHARS, MAX_PATTERNS, valida
 pub const MAX_SELECTORS: usize = 20;
 /// Longest CSS selector (in chars).
 pub const MAX_SELECTOR_CHARS: usize = 1000;
+/// Deepest nesting of brackets in a selector (`:not(:not(…))`): a cheap bound on what a
+/// selector parser must recurse through, whatever engine checks the rest.
+pub const MAX_SELECTOR_NESTING: usize = 32;
+
+/// Refuses raw control characters and U+FFFD in a user's selector or pattern: U+FFFD is
+/// what a form or JSON decoder leaves of invalid UTF-8, so the request was not what its
+/// sender meant (escapes like `\t` in a pattern are fine).
+pub(crate) fn check_chars(what: &str, s: &str) -> Result<(), String> {
+    if s.contains('\u{FFFD}') {
+        return Err(format!(
+            "{what} contains U+FFFD (invalid UTF-8 in the request?)"
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(())
+}
 
 /// Checks the limits of the regions this module owns: at most [`MAX_SELECTORS`] selectors
 /// in each list, each non-empty and at most [`MAX_SELECTOR_CHARS`], and regions only with
@@ -60,6 +78,21 @@ pub fn validate_region_limits(
                 return Err(format!(
                     "`{name}`: a selector must be at most {MAX_SELECTOR_CHARS} characters long"
                 ));
+            }
+            check_chars(&format!("`{name}` selector"), sel)?;
+            let mut depth = 0usize;
+            for c in sel.chars() {
+                match c {
+                    '(' | '[' => depth += 1,
+                    ')' | ']' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                if depth > MAX_SELECTOR_NESTING {
+                    return Err(format!(
+                        "`{name}`: a selector may nest at most {MAX_SELECTOR_NESTING} levels \
+                         of brackets (`:not(:not(…))`)"
+                    ));
+                }
             }
         }
     }

@@ -82,6 +82,7 @@ pub fn validate_patterns(
                 i + 1
             ));
         }
+        super::check_chars(&format!("pattern {}", i + 1), p)?;
         if patterns[..i].contains(p) {
             return Err(format!("pattern {p:?} is given twice"));
         }
