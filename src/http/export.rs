@@ -8,7 +8,8 @@
 //! case_sensitive,whole_word,scope,final_url,content_type,charset,bytes_read,truncated,
 //! duration_ms,attempts,submitted_at,finished_at,counts` — times are epoch milliseconds,
 //! empty cells are unknown/none, `counts` is the per-word counts as a JSON object. An
-//! export of one batch that counts several words adds one `count:WORD` column per word.
+//! export of one batch that counts several words (or patterns) adds one `count:WORD`
+//! column per word and pattern.
 //! `words_count` is always the first word's. JSON Lines: one object per task, as `GET /api/tasks/{id}`
 //! without history.
 
@@ -97,7 +98,9 @@ async fn export(
             .get_batch(b)
             .await
             .map_err(Error::from)?
-            .map(|b| b.options.words)
+            // Words and patterns (DESIGN §17): a column per key when there are several.
+            .map(|b| b.options.count_keys())
+            .filter(|keys| keys.len() > 1)
             .unwrap_or_default(),
         None => Vec::new(),
     };
