@@ -232,6 +232,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         store: store.clone(),
         batch_size: args.db_batch_size,
         batch_delay: Duration::from_millis(args.db_batch_delay_ms),
+        submitter: submitter.clone(),
     };
     let listener_args = NsqListenerArgs {
         source,
@@ -293,6 +294,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             ),
         }),
         auth,
+        crawl_max_pages: args.crawl_max_pages,
     };
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());

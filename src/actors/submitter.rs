@@ -16,7 +16,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
-use crate::model::{JobResult, ResultRecord, Task, TaskStatus, now_ms};
+use crate::model::{Job, JobResult, ResultRecord, Task, TaskStatus, now_ms};
 use crate::queue::SharedQueue;
 use crate::store::{NewTask, Store};
 
@@ -77,7 +77,12 @@ pub struct SubmitterState {
     queue_down: bool,
     /// When the retention sweep last ran.
     last_retention: Option<std::time::Instant>,
+    /// Rules of the crawls whose tasks were queued lately (bounded by `CRAWL_RULES_KEPT`).
+    crawl_rules: std::collections::HashMap<i64, crate::crawl::rules::CrawlRules>,
 }
+
+/// Crawls whose rules the Submitter keeps at most (cleared when full: a re-read is cheap).
+const CRAWL_RULES_KEPT: usize = 1_000;
 
 pub enum SubmitterMsg {
     /// Store this submission as a batch and queue its tasks. Replies with what was stored,
@@ -86,6 +91,8 @@ pub enum SubmitterMsg {
     /// Queue these stored tasks (new runs made by a retry) and mark them queued. Replies
     /// with how many the queue took (the rest wait as NOT_STARTED for the reconciler).
     Enqueue(Vec<Task>, RpcReplyPort<usize>),
+    /// Queue the tasks a crawl's results added (from the DB writer, after its commit).
+    Discovered(Vec<Task>),
     /// Timer: re-queue what was left behind.
     Sweep,
     /// Run a sweep now and reply when done (tests, admin).
@@ -100,7 +107,10 @@ impl SubmitterState {
         if tasks.is_empty() {
             return true;
         }
-        let jobs: Vec<_> = tasks.iter().map(Task::job).collect();
+        let jobs = match self.jobs(tasks).await {
+            Some(j) => j,
+            None => return false,
+        };
         match tokio::time::timeout(Duration::from_secs(5), self.queue.enqueue(&jobs)).await {
             Ok(Ok(())) => {
                 if self.queue_down {
@@ -123,6 +133,40 @@ impl SubmitterState {
                 false
             }
         }
+    }
+
+    /// The jobs of `tasks`; a crawl's tasks carry their crawl's rules (read once per crawl
+    /// and kept: a crawl's rules never change). None when the rules cannot be read (the
+    /// database is down): the tasks stay as they are and the reconciler tries again.
+    async fn jobs(&mut self, tasks: &[Task]) -> Option<Vec<Job>> {
+        let mut missing: Vec<i64> = tasks
+            .iter()
+            .filter(|t| t.depth.is_some())
+            .filter_map(|t| t.batch_id)
+            .filter(|b| !self.crawl_rules.contains_key(b))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            match self.store.crawl_rules(&missing).await {
+                Ok(found) => {
+                    if self.crawl_rules.len() + found.len() > CRAWL_RULES_KEPT {
+                        self.crawl_rules.clear();
+                    }
+                    self.crawl_rules.extend(found);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read crawl rules; tasks wait");
+                    return None;
+                }
+            }
+        }
+        Some(
+            tasks
+                .iter()
+                .map(|t| crate::store::crawls::job_of(t, &self.crawl_rules))
+                .collect(),
+        )
     }
 
     fn note_down(&mut self, why: &str, n: usize) {
@@ -278,6 +322,7 @@ impl Actor for Submitter {
             timer,
             queue_down: false,
             last_retention: None,
+            crawl_rules: std::collections::HashMap::new(),
         })
     }
 
@@ -318,6 +363,9 @@ impl Actor for Submitter {
                     0
                 };
                 let _ = reply.send(n);
+            }
+            SubmitterMsg::Discovered(tasks) => {
+                state.enqueue(&tasks).await;
             }
             SubmitterMsg::Sweep => state.sweep().await,
             SubmitterMsg::SweepNow(reply) => {

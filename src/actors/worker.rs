@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use crate::address::normalize_address;
 use crate::bus::SharedPublisher;
 use crate::count::{BodyCounter, CountSummary};
-use crate::fetch::{BodySink, Fetcher};
+use crate::fetch::{BodySink, Fetched, Fetcher};
 use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
 use crate::outcome::Outcome;
 use crate::queue::{Delivery, DeliveryTag, SharedQueue};
@@ -69,6 +69,12 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
             CountingSink(BodyCounter::for_options(&opts, ct))
         })
         .await;
+    record_of(fetched, &words)
+}
+
+/// The result of a fetch whose body was counted for `words` (in order): the counts per
+/// word, the facts of the fetch, and the fetch metrics recorded.
+pub(crate) fn record_of(fetched: Fetched<CountSummary>, words: &[String]) -> ResultRecord {
     let counts = fetched.output.as_ref().map(|s| {
         let per_word: Vec<u64> = if s.counts.is_empty() {
             vec![s.count]
@@ -116,6 +122,8 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
             .collect(),
         counts,
         redirects: fetched.redirects,
+        skipped: false,
+        crawl: None,
     }
 }
 
