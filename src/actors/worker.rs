@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::address::normalize_address;
 use crate::bus::SharedPublisher;
 use crate::count::{BodyCounter, CountSummary};
+use crate::crawl::job::CrawlKit;
 use crate::fetch::{BodySink, Fetched, Fetcher};
 use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
 use crate::outcome::Outcome;
@@ -132,6 +133,8 @@ pub struct WorkerCtx {
     pub queue: SharedQueue,
     pub publisher: SharedPublisher,
     pub fetcher: Fetcher,
+    /// robots.txt, politeness and link scopes, shared by every runner (DESIGN §15).
+    pub crawl: CrawlKit,
     pub max_deliveries: u32,
     /// This process's consumer name in the queue (host-pid-random).
     pub consumer: String,
@@ -181,6 +184,8 @@ impl WorkerCtx {
                 ),
                 Instant::now(),
             )
+        } else if let Some(crawl) = &d.job.crawl {
+            crate::crawl::job::carry_out(&self.crawl, &self.fetcher, &d.job, crawl).await
         } else {
             carry_out(&self.fetcher, &d.job).await
         };
@@ -287,6 +292,7 @@ pub struct WorkerPoolArgs {
     pub queue: SharedQueue,
     pub publisher: SharedPublisher,
     pub fetcher: Fetcher,
+    pub crawl: CrawlKit,
     pub workers: usize,
     pub max_deliveries: u32,
     pub consumer: String,
@@ -405,6 +411,7 @@ impl Actor for WorkerPool {
             queue: args.queue,
             publisher: args.publisher,
             fetcher: args.fetcher,
+            crawl: args.crawl,
             max_deliveries: args.max_deliveries,
             consumer: args.consumer,
             in_flight: Mutex::new(HashSet::new()),
