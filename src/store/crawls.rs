@@ -83,9 +83,8 @@ macro_rules! crawl_batch {
                         let scope: String = row.try_get("scope")?;
                         let total: i64 = row.try_get("total")?;
                         // Discovered pages count what the crawl counts (DESIGN §17 too).
-                        let extra = crate::store::RegionsPatterns::read(
-                            row.try_get("regions_patterns")?,
-                        )?;
+                        let extra =
+                            crate::store::RegionsPatterns::read(row.try_get("regions_patterns")?)?;
                         let options = crate::count::CountOptions {
                             word: row.try_get("word")?,
                             case_sensitive: row.try_get("case_sensitive")?,

@@ -114,7 +114,10 @@ async fn document_matches_the_router() {
     // Regions, patterns and the count filters (issue 20) are described.
     let create = &doc["components"]["schemas"]["CreateTasks"]["properties"];
     for field in ["within", "outside", "patterns"] {
-        assert!(create.get(field).is_some(), "CreateTasks lacks {field}: {create}");
+        assert!(
+            create.get(field).is_some(),
+            "CreateTasks lacks {field}: {create}"
+        );
     }
     let params: Vec<&str> = doc["paths"]["/api/tasks"]["get"]["parameters"]
         .as_array()
