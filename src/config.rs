@@ -73,6 +73,9 @@ pub enum Command {
     /// Submit addresses (a file or stdin) as one batch to a running server, wait, print
     /// the results as CSV or JSON Lines.
     Submit(crate::cli::submit::SubmitArgs),
+    /// Crawl a site from start addresses (following its links, obeying robots.txt) on a
+    /// running server, wait, print every page as CSV or JSON Lines.
+    Crawl(crate::cli::crawl::CrawlArgs),
     /// Accounts that sign in on the web page: add, list, remove, passwd.
     User(crate::cli::users::UserArgs),
     /// API tokens for scripts: create (printed once), list, revoke.
@@ -144,9 +147,9 @@ pub struct ServeArgs {
     pub worker: WorkerArgs,
 
     /// Most pages one crawl may fetch, whatever it asks for: the server-wide ceiling of a
-    /// crawl's `max_pages` (a crawl asking for more is refused with a 4xx).
+    /// crawl's `max_pages` (a crawl asking for more is refused with a 422).
     #[arg(long, env = "CRAWL_MAX_PAGES", help_heading = heading::CRAWLING, default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub crawl_max_pages: u64,
 
     /// Most addresses accepted in one submission.
@@ -238,6 +241,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "PER_HOST_DELAY_MS", help_heading = heading::CRAWLING, default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub per_host_delay_ms: u64,
+
+    /// How long a crawl trusts a fetched robots.txt (seconds), in the process and in Redis.
+    #[arg(long, env = "ROBOTS_CACHE_SECS", help_heading = heading::CRAWLING, default_value_t = 3_600,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub robots_cache_secs: u64,
 
     /// Turn the SSRF guard off: allow fetching loopback and private addresses (local use, tests).
     #[arg(long, env = "ALLOW_PRIVATE_TARGETS", help_heading = heading::SECURITY, default_value_t = false)]

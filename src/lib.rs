@@ -15,8 +15,8 @@
 //! * [`bus`] — result publishing/consuming: NSQ, or in-process.
 //! * [`store`] — SQLite or Postgres through sqlx; the source of truth.
 //! * [`fetch`] / [`count`] / [`address`] — pure, separately tested: what a worker does.
-//! * [`crawl`] — what a crawl's worker asks around a fetch: robots.txt, sitemaps,
-//!   politeness (DESIGN §15).
+//! * [`crawl`] — crawls (DESIGN §15): rules, URL normalisation, robots.txt, sitemaps,
+//!   politeness, the worker's crawl step.
 //! * [`app`] — wiring: `serve` and `worker` as functions that tests call.
 //! * [`config`] — the one clap definition of every setting.
 //! * [`cli`] — command-line verbs beside `serve`/`worker` (`submit`).

@@ -1,16 +1,26 @@
-//! Crawls (DESIGN §15), the "fetch" step's helpers for a batch that grows (submit → queue →
-//! **fetch** → count → NSQ → DB → poll): what a worker asks before and around fetching a
-//! discovered page.
+//! Crawls (DESIGN §15): a batch that grows from start addresses by following links.
 //!
+//! Where each piece sits in submit → queue → fetch → count → NSQ → DB → poll:
+//! * [`rules`] — what a crawl may follow (checked at submit, carried in every job, applied
+//!   by the worker);
+//! * [`job`] — the worker's crawl step: robots.txt, politeness, fetch and count, links;
 //! * [`robots`] — robots.txt (RFC 9309): fetched once per (crawl, origin), cached in the
-//!   process and, with Redis, across processes; `Crawl-delay`; `Sitemap:` lines.
-//! * [`sitemap`] — sitemap.xml, sitemap indexes, `.xml.gz`: only `<loc>` values, capped.
-//! * [`politeness`] — a per-host minimum delay between requests of every worker process.
+//!   process and, with Redis, across processes; `Crawl-delay`; `Sitemap:` lines;
+//! * [`politeness`] — a per-host minimum delay between requests of every worker process;
+//! * [`sitemap`] — sitemap.xml, sitemap indexes, `.xml.gz`: only `<loc>` values, capped;
+//! * [`page`] — a page's links resolved, normalised, scoped and capped (worker);
+//! * [`normalize`] — one spelling per page for the frontier (worker, per link);
+//! * the frontier itself is the database: `store::crawls` inserts unseen links as tasks in
+//!   the DB writer's transaction.
 //!
 //! [`RedisShared`] is the small Redis handle the robots cache and politeness share.
 
+pub mod job;
+pub mod normalize;
+pub mod page;
 pub mod politeness;
 pub mod robots;
+pub mod rules;
 pub mod sitemap;
 
 use std::sync::Arc;
