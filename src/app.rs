@@ -107,6 +107,8 @@ pub struct Running {
     listener: ActorSlot<NsqListenerMsg>,
     db_writer: ActorSlot<DbWriterMsg>,
     drain_wait: Duration,
+    /// The schedule tick loop (DESIGN §16).
+    ticker: Option<crate::schedule::tick::Ticker>,
 }
 
 impl Running {
@@ -117,6 +119,9 @@ impl Running {
 
     /// Graceful stop (what SIGTERM does).
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(t) = self.ticker.take() {
+            t.stop().await;
+        }
         if let Some(tx) = self.stop_http.take() {
             let _ = tx.send(());
         }
@@ -293,7 +298,13 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             ),
         }),
         auth,
+        schedule_min_ms: args.schedule_min_interval_ms.max(1_000) as i64,
     };
+    let ticker = crate::schedule::tick::Ticker::start(
+        store.clone(),
+        submitter.clone(),
+        Duration::from_millis(args.schedule_tick_ms.max(10)),
+    );
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
     let http = tokio::spawn(async move {
@@ -328,6 +339,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         listener,
         db_writer,
         drain_wait: drain_wait(w),
+        ticker: Some(ticker),
     })
 }
 

@@ -110,6 +110,15 @@ pub struct ServeArgs {
     #[arg(long, env = "NSQD_HTTP_ADDRESS")]
     pub nsqd_http_address: Option<String>,
 
+    /// Milliseconds between schedule ticks (each ± a quarter, at random; DESIGN §16).
+    #[arg(long, env = "SCHEDULE_TICK_MS", default_value_t = 5_000)]
+    pub schedule_tick_ms: u64,
+
+    /// Shortest schedule interval accepted, in milliseconds. People get one minute; tests
+    /// shorten it.
+    #[arg(long, env = "SCHEDULE_MIN_INTERVAL_MS", default_value_t = 60_000, hide = true)]
+    pub schedule_min_interval_ms: u64,
+
     #[command(flatten)]
     pub worker: WorkerArgs,
 

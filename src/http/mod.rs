@@ -8,10 +8,12 @@ mod api;
 mod api_batches;
 mod assets;
 mod batches;
+mod changes;
 mod error;
 mod export;
 mod login;
 mod openapi;
+mod schedule;
 mod submit;
 mod task;
 mod tasks;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub bus: std::sync::Arc<crate::bus::stats::BusProbe>,
     /// Who is asking, sessions, rate limits (crate::auth).
     pub auth: crate::auth::Auth,
+    /// Shortest schedule interval accepted (ms; DESIGN §16).
+    pub schedule_min_ms: i64,
 }
 
 /// The whole HTTP surface.
@@ -69,6 +73,8 @@ pub fn app(state: AppState) -> Router {
         .merge(workers::router())
         .merge(login::router())
         .merge(openapi::router())
+        .merge(schedule::router())
+        .merge(changes::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         // Routes merged above this line are all covered by the layers below (outermost last).

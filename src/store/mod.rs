@@ -363,8 +363,10 @@ pub(crate) const BUMP_BATCH: &str = "UPDATE batch SET \
 
 // After the macros: `macro_rules!` are visible only below their definition.
 mod batches;
+pub mod changes;
 mod results;
 mod runs;
+pub mod schedules;
 mod search;
 mod tasks;
 
