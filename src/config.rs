@@ -39,6 +39,8 @@ pub enum Command {
     /// Submit addresses (a file or stdin) as one batch to a running server, wait, print
     /// the results as CSV or JSON Lines.
     Submit(crate::cli::submit::SubmitArgs),
+    /// Run a batch again on a schedule (every interval or on cron), pause, resume, remove.
+    Schedule(crate::cli::schedule::ScheduleArgs),
     /// Accounts that sign in on the web page: add, list, remove, passwd.
     User(crate::cli::users::UserArgs),
     /// API tokens for scripts: create (printed once), list, revoke.

@@ -85,6 +85,28 @@ impl From<&Schedule> for ScheduleJson {
     }
 }
 
+/// `GET /api/batches/{id}`: the batch's totals and its schedule.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchWithSchedule {
+    #[serde(flatten)]
+    pub batch: crate::store::Batch,
+    /// Null when the batch has no schedule.
+    #[schema(required = true)]
+    pub schedule: Option<ScheduleJson>,
+}
+
+/// The batch with its schedule, for `GET /api/batches/{id}`.
+pub async fn with_schedule(
+    state: &AppState,
+    batch: crate::store::Batch,
+) -> Result<BatchWithSchedule, Error> {
+    let schedule = state.store.get_schedule(batch.id).await?;
+    Ok(BatchWithSchedule {
+        batch,
+        schedule: schedule.as_ref().map(ScheduleJson::from),
+    })
+}
+
 /// `PUT /api/batches/{id}/schedule` body.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -24,4 +24,5 @@ mod openapi;
 mod pipeline;
 mod scale;
 mod ssrf;
+mod watch;
 mod workers;
