@@ -118,7 +118,12 @@ pub struct ServeArgs {
 
     /// Shortest schedule interval accepted, in milliseconds. People get one minute; tests
     /// shorten it.
-    #[arg(long, env = "SCHEDULE_MIN_INTERVAL_MS", default_value_t = 60_000, hide = true)]
+    #[arg(
+        long,
+        env = "SCHEDULE_MIN_INTERVAL_MS",
+        default_value_t = 60_000,
+        hide = true
+    )]
     pub schedule_min_interval_ms: u64,
 
     #[command(flatten)]

@@ -33,7 +33,7 @@ pub struct ScheduleArgs {
     #[arg(long)]
     pub cron: Option<String>,
     /// The time zone of --cron (IANA name, default UTC).
-    #[arg(long, requires = "cron")]
+    #[arg(long)]
     pub timezone: Option<String>,
     /// Pause the schedule (it keeps its cadence).
     #[arg(long)]
@@ -55,7 +55,11 @@ pub struct ScheduleArgs {
 /// The JSON body of the PUT for these arguments (None: not a PUT).
 pub fn body(args: &ScheduleArgs) -> Option<Value> {
     let mut b = if let Some(e) = &args.every {
-        json!({ "every": e })
+        // A --timezone given with --every is sent along, so the server says why it is wrong.
+        match &args.timezone {
+            Some(tz) => json!({ "every": e, "timezone": tz }),
+            None => json!({ "every": e }),
+        }
     } else if let Some(c) = &args.cron {
         let mut b = json!({ "cron": c });
         if let Some(tz) = &args.timezone {
@@ -163,8 +167,8 @@ mod tests {
     fn bodies() {
         let a = parse(&["7", "--every", "1h"]).expect("args");
         assert_eq!(body(&a), Some(json!({"every": "1h"})));
-        let a = parse(&["7", "--cron", "0 */6 * * *", "--timezone", "Europe/Berlin"])
-            .expect("args");
+        let a =
+            parse(&["7", "--cron", "0 */6 * * *", "--timezone", "Europe/Berlin"]).expect("args");
         assert_eq!(
             body(&a),
             Some(json!({"cron": "0 */6 * * *", "timezone": "Europe/Berlin"}))
@@ -174,7 +178,15 @@ mod tests {
         let a = parse(&["7", "--resume", "--rule", "> 3"]).expect("args");
         assert_eq!(body(&a), Some(json!({"paused": false, "rules": ["> 3"]})));
         assert!(parse(&["7"]).is_err(), "an action is required");
-        assert!(parse(&["7", "--every", "1h", "--pause"]).is_err(), "one action");
-        assert!(parse(&["7", "--every", "1h", "--timezone", "UTC"]).is_err());
+        assert!(
+            parse(&["7", "--every", "1h", "--pause"]).is_err(),
+            "one action"
+        );
+        let a = parse(&["7", "--every", "1h", "--timezone", "Europe/Berlin"]).expect("args");
+        assert_eq!(
+            body(&a),
+            Some(json!({"every": "1h", "timezone": "Europe/Berlin"})),
+            "sent along for the server to refuse with its reason"
+        );
     }
 }

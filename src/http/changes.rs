@@ -201,7 +201,11 @@ async fn partial(
 ) -> Result<Response, Error> {
     let Query(p) = params.map_err(|e| Error::BadRequest(e.body_text()))?;
     if let Some(v) = number("v", &p.v)?
-        && state.store.latest_change(number("batch", &p.batch)?).await? == v
+        && state
+            .store
+            .latest_change(number("batch", &p.batch)?)
+            .await?
+            == v
     {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

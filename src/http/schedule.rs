@@ -21,8 +21,8 @@ use super::batches::acted;
 use super::{AppState, Error};
 use crate::model::now_ms;
 use crate::schedule::{Cadence, Rule, format_interval};
-use crate::store::schedules::{BatchRun, Schedule};
 use crate::store::changes::{RunRow, TaskRun};
+use crate::store::schedules::{BatchRun, Schedule};
 
 /// Largest schedule or rules body: a few hundred bytes are plenty.
 const MAX_SCHEDULE_BODY: usize = 16 * 1024;
@@ -33,7 +33,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/api/batches/{id}/schedule",
-            get(get_schedule).put(put_schedule).delete(delete_schedule),
+            get(show).put(set).delete(unset),
         )
         .route("/api/batches/{id}/rules", get(get_rules).put(put_rules))
         .route("/api/batches/{id}/runs", get(batch_runs))
@@ -212,21 +212,22 @@ async fn set_schedule(
     Ok((s, rules))
 }
 
-/// A batch's schedule.
+/// A batch's schedule (null when it has none).
 #[utoipa::path(get, path = "/api/batches/{id}/schedule", tag = "watching",
     params(("id" = i64, Path, description = "Batch id")),
     responses(
-        (status = 200, description = "The schedule", body = ScheduleJson),
+        (status = 200, description = "The schedule, or null when the batch has none", body = Option<ScheduleJson>),
         (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
-        (status = 404, description = "No such batch, or it has no schedule", body = super::error::ErrorBody),
+        (status = 404, description = "No such batch", body = super::error::ErrorBody),
     ))]
-async fn get_schedule(
+async fn show(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-) -> Result<Json<ScheduleJson>, ApiError> {
+) -> Result<Json<Option<ScheduleJson>>, ApiError> {
     let id = batch_id(id)?;
+    load(&state, id).await?;
     let s = state.store.get_schedule(id).await.map_err(Error::from)?;
-    Ok(Json(ScheduleJson::from(&s.ok_or(Error::NotFound)?)))
+    Ok(Json(s.as_ref().map(ScheduleJson::from)))
 }
 
 /// Set (create or replace), pause or resume a batch's schedule.
@@ -240,7 +241,7 @@ async fn get_schedule(
         (status = 413, description = "The body is over 16 KiB", body = super::error::ErrorBody),
         (status = 422, description = "A bad interval, cron expression, time zone or rule: nothing stored", body = super::error::ErrorBody),
     ))]
-async fn put_schedule(
+async fn set(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
     body: Bytes,
@@ -264,7 +265,7 @@ async fn put_schedule(
         (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
         (status = 404, description = "No such batch", body = super::error::ErrorBody),
     ))]
-async fn delete_schedule(
+async fn unset(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -338,7 +339,13 @@ async fn task_history(
     let id = id
         .map(|Path(id)| id)
         .map_err(|_| Error::BadRequest("the task id must be a whole number".into()))?;
-    if state.store.get_task(id).await.map_err(Error::from)?.is_none() {
+    if state
+        .store
+        .get_task(id)
+        .await
+        .map_err(Error::from)?
+        .is_none()
+    {
         return Err(Error::NotFound.into());
     }
     let runs = state.store.task_runs(id).await.map_err(Error::from)?;
@@ -400,7 +407,9 @@ fn run_line(r: &RunRow, jsonl: bool) -> String {
         r.run,
         super::view::utc(r.finished_at),
         r.words_count.map(|n| n.to_string()).unwrap_or_default(),
-        r.http_status_code.map(|n| n.to_string()).unwrap_or_default(),
+        r.http_status_code
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
         r.outcome.as_deref().unwrap_or_default(),
         csv_field(&counts),
     )
@@ -434,9 +443,8 @@ async fn export_runs(
     } else {
         Some("task_id,address,run,finished_at,words_count,http_status_code,outcome,counts\n")
     };
-    let stream = futures_util::stream::unfold(
-        (Some((0i64, 0i32)), header_line),
-        move |(after, head)| {
+    let stream =
+        futures_util::stream::unfold((Some((0i64, 0i32)), header_line), move |(after, head)| {
             let store = store.clone();
             async move {
                 if let Some(h) = head {
@@ -458,8 +466,7 @@ async fn export_runs(
                     }
                 }
             }
-        },
-    );
+        });
     let (ctype, ext) = if jsonl {
         ("application/x-ndjson", "jsonl")
     } else {
@@ -491,7 +498,10 @@ fn form_pairs(body: &[u8], known: &[&str]) -> Result<Vec<(String, String)>, Erro
             continue;
         }
         if !known.contains(&k.as_ref()) {
-            return Err(Error::BadRequest(format!("unknown field {:?}", truncate(&k))));
+            return Err(Error::BadRequest(format!(
+                "unknown field {:?}",
+                truncate(&k)
+            )));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
@@ -548,7 +558,15 @@ async fn schedule_form(
         },
         _ => return Err(Error::BadRequest("`mode` must be every or cron".into())),
     };
-    let (s, _) = set_schedule(&state, id, ScheduleBody { paused: Some(false), ..body }).await?;
+    let (s, _) = set_schedule(
+        &state,
+        id,
+        ScheduleBody {
+            paused: Some(false),
+            ..body
+        },
+    )
+    .await?;
     acted(&headers, schedule_sentence(&s), format!("/batches/{id}"))
 }
 
@@ -633,7 +651,10 @@ async fn rules_form(
     let text = if rules.is_empty() {
         "No rules: every difference between runs is a change.".to_string()
     } else {
-        format!("Changes are stored when a count crosses: {}.", rules.join(", "))
+        format!(
+            "Changes are stored when a count crosses: {}.",
+            rules.join(", ")
+        )
     };
     acted(&headers, text, format!("/batches/{id}"))
 }
@@ -719,7 +740,12 @@ pub async fn task_trend(state: &AppState, task_id: i64) -> Result<String, Error>
     let points: Vec<(i32, Vec<(String, i64)>)> = runs
         .iter()
         .filter(|r| !r.counts.is_empty())
-        .map(|r| (r.run, r.counts.iter().map(|(w, n)| (w.clone(), *n)).collect()))
+        .map(|r| {
+            (
+                r.run,
+                r.counts.iter().map(|(w, n)| (w.clone(), *n)).collect(),
+            )
+        })
         .collect();
     Ok(trend_svg(&points, "counts per run"))
 }

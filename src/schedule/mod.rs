@@ -328,7 +328,17 @@ mod tests {
         assert_eq!(parse_interval("1h30m", MIN_INTERVAL_MS), Ok(5_400_000));
         assert_eq!(parse_interval(" 2 w ", MIN_INTERVAL_MS), Ok(1_209_600_000));
         assert_eq!(parse_interval("1s", 1_000), Ok(1_000));
-        for bad in ["", "h", "1", "1x", "-1h", "1.5h", "1h-", "99999999999d", "1m1"] {
+        for bad in [
+            "",
+            "h",
+            "1",
+            "1x",
+            "-1h",
+            "1.5h",
+            "1h-",
+            "99999999999d",
+            "1m1",
+        ] {
             assert!(
                 matches!(
                     parse_interval(bad, MIN_INTERVAL_MS),
@@ -351,8 +361,8 @@ mod tests {
 
     #[test]
     fn cron_in_a_time_zone() {
-        let c = Cadence::parse(None, Some("0 */6 * * *"), Some("Europe/Berlin"), 60_000)
-            .expect("cron");
+        let c =
+            Cadence::parse(None, Some("0 */6 * * *"), Some("Europe/Berlin"), 60_000).expect("cron");
         // 2026-01-01T00:30:00Z = 01:30 in Berlin (CET, +1): next 06:00 Berlin = 05:00Z.
         let now = 1_767_227_400_000;
         assert_eq!(c.next_after(now), Ok(1_767_243_600_000));

@@ -58,7 +58,9 @@ impl Ticker {
                         )
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "schedule tick failed; trying again next period"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "schedule tick failed; trying again next period")
+                    }
                 }
                 let ms = period.as_millis() as u64;
                 let jitter = fastrand::u64(0..=ms / 2);
@@ -120,7 +122,10 @@ async fn enqueue(submitter: &ActorSlot<SubmitterMsg>, tasks: Vec<Task>) {
         return;
     }
     let Some(s) = submitter.get() else {
-        tracing::warn!(n = tasks.len(), "scheduled tasks wait for the reconciler (no submitter)");
+        tracing::warn!(
+            n = tasks.len(),
+            "scheduled tasks wait for the reconciler (no submitter)"
+        );
         return;
     };
     match s

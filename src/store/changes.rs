@@ -168,12 +168,20 @@ macro_rules! record_changes_on {
         }
         let mut rows: Vec<(i64, Option<i64>, i32, String, i64, i64, Option<String>)> = Vec::new();
         for s in later {
-            let Some((_, before)) = prev.get(&s.task_id) else { continue };
-            let Some(word) = words.get(&s.task_id) else { continue };
+            let Some((_, before)) = prev.get(&s.task_id) else {
+                continue;
+            };
+            let Some(word) = words.get(&s.task_id) else {
+                continue;
+            };
             let Some(after) = count_map(word, s.words_count, s.counts.cloned()) else {
                 continue;
             };
-            let r = s.batch.and_then(|b| rules.get(&b)).map(Vec::as_slice).unwrap_or(&[]);
+            let r = s
+                .batch
+                .and_then(|b| rules.get(&b))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             for (w, b, a, rule) in diff(before, &after, r) {
                 rows.push((s.task_id, s.batch, s.run, w, b, a, rule));
             }
@@ -232,7 +240,9 @@ macro_rules! open_retry_runs_on {
         let batches: &[i64] = $batches;
         let now: i64 = $now;
         for chunk in pow2_chunks(batches, 512) {
-            let mut qb = QueryBuilder::new("UPDATE batch SET run = run + 1 WHERE finished_at IS NOT NULL AND id IN (");
+            let mut qb = QueryBuilder::new(
+                "UPDATE batch SET run = run + 1 WHERE finished_at IS NOT NULL AND id IN (",
+            );
             push_ids(&mut qb, chunk);
             qb.push(") RETURNING id, run");
             let opened: Vec<(i64, i32)> = qb
@@ -245,11 +255,13 @@ macro_rules! open_retry_runs_on {
             if opened.is_empty() {
                 continue;
             }
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO batch_run (batch_id, run, trigger, started_at) ",
-            );
+            let mut qb =
+                QueryBuilder::new("INSERT INTO batch_run (batch_id, run, trigger, started_at) ");
             qb.push_values(&opened, |mut b, (batch, run)| {
-                b.push_bind(*batch).push_bind(*run).push_bind("retry").push_bind(now);
+                b.push_bind(*batch)
+                    .push_bind(*run)
+                    .push_bind("retry")
+                    .push_bind(now);
             });
             qb.push(" ON CONFLICT (batch_id, run) DO NOTHING");
             qb.build().execute(&mut *$conn).await?;
@@ -457,7 +469,11 @@ mod tests {
     #[test]
     fn rules_narrow_to_crossings() {
         let rules = [Rule::Above(10), Rule::BecomesZero];
-        let d = diff(&m(&[("a", 5), ("b", 3), ("c", 11)]), &m(&[("a", 12), ("b", 0), ("c", 20)]), &rules);
+        let d = diff(
+            &m(&[("a", 5), ("b", 3), ("c", 11)]),
+            &m(&[("a", 12), ("b", 0), ("c", 20)]),
+            &rules,
+        );
         assert_eq!(
             d,
             vec![

@@ -291,7 +291,9 @@ impl Store {
             }
             let mut claimed: Vec<i64> = Vec::new();
             if !claims.is_empty() {
-                let mut qb = QueryBuilder::new("UPDATE schedule SET next_run_at = v.column3, last_tick_at = ");
+                let mut qb = QueryBuilder::new(
+                    "UPDATE schedule SET next_run_at = v.column3, last_tick_at = ",
+                );
                 qb.push_bind(now);
                 qb.push(" FROM (");
                 qb.push_values(&claims, |mut b, (batch, seen, next)| {
@@ -431,7 +433,9 @@ impl Store {
             });
             return Ok(won.then_some((Vec::new(), None)));
         }
-        let tasks = self.retry_tasks_guarded(&ids, "schedule", Some(&step)).await?;
+        let tasks = self
+            .retry_tasks_guarded(&ids, "schedule", Some(&step))
+            .await?;
         Ok(tasks.map(|t| (t, next)))
     }
 }
