@@ -22,8 +22,10 @@ use crate::store::{Store, StoreResult};
 /// Most claim pages per round: bounds one round's work (10,000 due schedules) while a
 /// backlog larger than that is taken over the next rounds.
 const MAX_PAGES: usize = 100;
-/// Most starting runs advanced per round.
+/// Starting runs read per page, and pages per round: a round starts at most 1,000 runs
+/// (their tasks a thousand per transaction); more wait for the next round.
 const MAX_STARTING: i64 = 100;
+const MAX_STARTING_PAGES: usize = 10;
 
 /// What one round did (for tests and logs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,18 +99,27 @@ pub async fn round(store: &Store, submitter: &ActorSlot<SubmitterMsg>) -> StoreR
             break;
         }
     }
-    for run in store.starting_runs(MAX_STARTING).await? {
-        let mut cur = Some(run);
-        while let Some(r) = cur {
-            match store.start_run_chunk(&r).await? {
-                // Another process took this chunk: it carries the run on.
-                None => break,
-                Some((tasks, next)) => {
-                    report.tasks += tasks.len();
-                    enqueue(submitter, tasks).await;
-                    cur = next;
+    for _ in 0..MAX_STARTING_PAGES {
+        let starting = store.starting_runs(MAX_STARTING).await?;
+        let full = starting.len() as i64 >= MAX_STARTING;
+        let mut progressed = false;
+        for run in starting {
+            let mut cur = Some(run);
+            while let Some(r) = cur {
+                match store.start_run_chunk(&r).await? {
+                    // Another process took this chunk: it carries the run on.
+                    None => break,
+                    Some((tasks, next)) => {
+                        progressed = true;
+                        report.tasks += tasks.len();
+                        enqueue(submitter, tasks).await;
+                        cur = next;
+                    }
                 }
             }
+        }
+        if !full || !progressed {
+            break;
         }
     }
     Ok(report)

@@ -998,3 +998,107 @@ async fn watch_hostile_schedules_store_nothing() {
     app.stop().await;
     db.cleanup().await;
 }
+
+/// BENCHMARKS.md: the cost of a tick round with 10,000 schedules due at once (each batch
+/// one finished task): the claim (pages of 100, one transaction each) and the start of
+/// the runs. `cargo test --test it watch_bench_tick -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn watch_bench_tick_10k_due() {
+    // WATCH_BENCH_DB=sqlite|postgres runs one of the two.
+    let which = std::env::var("WATCH_BENCH_DB").unwrap_or_default();
+    let mut dbs = Vec::new();
+    if which != "sqlite" {
+        dbs.push(TestDb::postgres().await);
+    }
+    if which != "postgres" {
+        dbs.push(TestDb::sqlite());
+    }
+    for db in dbs {
+        let store = wordtally::store::Store::connect(&db.url).await.expect("db");
+        let n: i64 = 10_000;
+        let now = wordtally::model::now_ms();
+        let sql_batches = format!(
+            "INSERT INTO batch (id, created_at, word, case_sensitive, whole_word, scope, total, finished, ok, \
+             updated_at, finished_at) SELECT g, {now}, 'python', FALSE, TRUE, 'text', 1, 1, 1, {now}, {now} FROM ({}) AS s",
+            series(&db, n)
+        );
+        let sql_tasks = format!(
+            "INSERT INTO task (id, address, timestamp, task_status, word, case_sensitive, whole_word, scope, \
+             updated_at, batch_id, run, outcome) SELECT g, 'http://127.0.0.1:9/' || g, {now}, 'FINISHED', 'python', \
+             FALSE, TRUE, 'text', {now}, g, 1, 'ok' FROM ({}) AS s",
+            series(&db, n)
+        );
+        let sql_sched = format!(
+            "INSERT INTO schedule (batch_id, every_ms, timezone, paused, next_run_at, created_at, updated_at) \
+             SELECT g, 3600000, 'UTC', FALSE, {}, {now}, {now} FROM ({}) AS s",
+            now - 1,
+            series(&db, n)
+        );
+        exec(&db, &[&sql_batches, &sql_tasks, &sql_sched]).await;
+        let t0 = std::time::Instant::now();
+        let mut claimed = 0;
+        loop {
+            let page = store.claim_due_ticks(now).await.expect("claim");
+            claimed += page.started.len();
+            if page.due < wordtally::store::schedules::CLAIM_PAGE {
+                break;
+            }
+        }
+        let claim = t0.elapsed();
+        assert_eq!(claimed, n as usize);
+        let slot = wordtally::actors::ActorSlot::default();
+        let t1 = std::time::Instant::now();
+        let mut rounds = 0;
+        let mut tasks = 0;
+        loop {
+            let r = wordtally::schedule::tick::round(&store, &slot)
+                .await
+                .expect("round");
+            rounds += 1;
+            tasks += r.tasks;
+            if r.tasks == 0 {
+                break;
+            }
+        }
+        let start = t1.elapsed();
+        assert_eq!(tasks, n as usize);
+        println!(
+            "{}: claim of {n} due schedules {:.0} ms ({:.2} ms per 100); starting their runs {:.0} ms over {} rounds ({:.2} ms per run)",
+            store.kind(),
+            claim.as_secs_f64() * 1e3,
+            claim.as_secs_f64() * 1e3 / (n as f64 / 100.0),
+            start.as_secs_f64() * 1e3,
+            rounds - 1,
+            start.as_secs_f64() * 1e3 / n as f64,
+        );
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+fn series(db: &TestDb, n: i64) -> String {
+    if db.url.starts_with("sqlite:") {
+        format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) SELECT x AS g FROM c"
+        )
+    } else {
+        format!("SELECT generate_series(1, {n}) AS g")
+    }
+}
+
+async fn exec(db: &TestDb, sql: &[&str]) {
+    if db.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
+        for s in sql {
+            sqlx::query(s).execute(&pool).await.expect("seed");
+        }
+        pool.close().await;
+    } else {
+        let pool = db.pool().await;
+        for s in sql {
+            sqlx::query(s).execute(&pool).await.expect("seed");
+        }
+        pool.close().await;
+    }
+}
