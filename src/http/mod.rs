@@ -9,6 +9,7 @@ mod api_batches;
 mod assets;
 mod batches;
 mod changes;
+mod crawls;
 mod error;
 mod export;
 mod login;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub auth: crate::auth::Auth,
     /// Shortest schedule interval accepted (ms; DESIGN §16).
     pub schedule_min_ms: i64,
+    /// The most pages one crawl may ask for (`CRAWL_MAX_PAGES`).
+    pub crawl_max_pages: u64,
 }
 
 /// The whole HTTP surface.
@@ -67,6 +70,7 @@ pub fn app(state: AppState) -> Router {
         .merge(task::router())
         .merge(batches::router())
         .merge(api::router())
+        .merge(crawls::router())
         .merge(api_batches::router())
         .merge(export::router())
         .merge(assets::router())

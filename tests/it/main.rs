@@ -13,9 +13,11 @@ mod nsq_broker;
 
 mod helpers;
 mod pages;
+mod site;
 
 mod auth;
 mod batches;
+mod crawl;
 mod deploy;
 mod embedded;
 mod faults;
