@@ -383,8 +383,10 @@ pub(crate) const BUMP_BATCH: &str = "UPDATE batch SET \
 mod batches;
 #[macro_use]
 pub mod crawls;
+pub mod changes;
 mod results;
 mod runs;
+pub mod schedules;
 mod search;
 mod task_counts;
 mod tasks;

@@ -28,4 +28,5 @@ mod regions;
 mod robots;
 mod scale;
 mod ssrf;
+mod watch;
 mod workers;
