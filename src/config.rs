@@ -149,16 +149,6 @@ pub struct ServeArgs {
     #[arg(long, env = "SCHEDULE_TICK_MS", help_heading = heading::WEB, default_value_t = 5_000)]
     pub schedule_tick_ms: u64,
 
-    /// Shortest schedule interval accepted, in milliseconds. People get one minute; tests
-    /// shorten it.
-    #[arg(
-        long,
-        env = "SCHEDULE_MIN_INTERVAL_MS",
-        default_value_t = 60_000,
-        hide = true
-    )]
-    pub schedule_min_interval_ms: u64,
-
     #[command(flatten)]
     pub worker: WorkerArgs,
 
@@ -171,6 +161,17 @@ pub struct ServeArgs {
     /// Most addresses accepted in one submission.
     #[arg(long, env = "MAX_SUBMIT_ADDRESSES", help_heading = heading::LIMITS, default_value_t = 10_000)]
     pub max_submit_addresses: usize,
+
+    /// Shortest schedule interval accepted, in milliseconds. People get one minute; tests
+    /// shorten it.
+    #[arg(
+        long,
+        env = "SCHEDULE_MIN_INTERVAL_MS",
+        help_heading = heading::LIMITS,
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub schedule_min_interval_ms: u64,
 
     /// Sign-in, tokens, rate limits (DESIGN §13).
     #[command(flatten)]
