@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use crate::address::normalize_address;
 use crate::bus::SharedPublisher;
 use crate::count::{BodyCounter, CountSummary};
-use crate::fetch::{BodySink, Fetcher};
+use crate::fetch::{BodySink, Fetcher, Validators};
 use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
 use crate::outcome::Outcome;
 use crate::queue::{Delivery, DeliveryTag, SharedQueue};
@@ -61,8 +61,13 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
     };
     let opts = job.options.clone();
     let words = opts.word_list();
+    // The previous run's validators (conditional request, DESIGN §16).
+    let sent = Validators {
+        etag: job.etag.clone(),
+        last_modified: job.last_modified.clone(),
+    };
     let fetched = fetcher
-        .fetch(&url, |meta| {
+        .fetch_conditional(&url, &sent, |meta| {
             let ct = meta.content_type.as_deref();
             CountingSink(if words.len() > 1 {
                 // One pass over the body for every word (DESIGN §14).
@@ -86,6 +91,7 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
     });
     let outcome = match (&fetched.error, fetched.status) {
         (Some(_), _) => "error",
+        (None, _) if fetched.not_modified => "not_modified",
         (None, _) if fetched.truncated => "truncated",
         (None, Some(s)) if s >= 400 => "http_error",
         _ => "ok",
@@ -119,6 +125,21 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
             .collect(),
         counts,
         redirects: fetched.redirects,
+        not_modified: fetched.not_modified,
+        // A 304 need not repeat the validators; then the ones sent still describe the page.
+        etag: fetched.validators.etag.or(if fetched.not_modified {
+            sent.etag
+        } else {
+            None
+        }),
+        last_modified: fetched
+            .validators
+            .last_modified
+            .or(if fetched.not_modified {
+                sent.last_modified
+            } else {
+                None
+            }),
     }
 }
 

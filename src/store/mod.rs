@@ -132,6 +132,8 @@ macro_rules! task_from_row {
                 .map(|o| crate::outcome::Outcome::from_str(&o))
                 .transpose()
                 .map_err(StoreError::Corrupt)?,
+            etag: row.try_get("etag")?,
+            last_modified: row.try_get("last_modified")?,
         }
     }};
 }
@@ -166,6 +168,9 @@ macro_rules! result_from_row {
                     counts: crate::store::json_column(row.try_get("counts")?, "counts")?,
                     redirects: crate::store::json_column(row.try_get("redirects")?, "redirects")?
                         .unwrap_or_default(),
+                    not_modified: row.try_get("not_modified")?,
+                    etag: row.try_get("r_etag")?,
+                    last_modified: row.try_get("r_last_modified")?,
                 })
             }
         }
@@ -174,14 +179,15 @@ macro_rules! result_from_row {
 
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.address, t.timestamp, t.task_status, t.word, \
      t.case_sensitive, t.whole_word, t.scope, t.attempts, t.queued_at, t.updated_at, \
-     t.batch_id, t.run, t.outcome, t.words";
+     t.batch_id, t.run, t.outcome, t.words, t.etag, t.last_modified";
 pub(crate) const RESULT_COLUMNS: &str = "r.id AS r_id, r.words_count, r.http_status_code, \
      r.error, r.timestamp AS r_timestamp, r.final_url, r.content_type, r.charset, \
      r.bytes_read, r.truncated, r.duration_ms, r.attempts AS r_attempts, r.charset_source, \
-     r.attempt_log, r.counts, r.redirects";
+     r.attempt_log, r.counts, r.redirects, r.not_modified, r.etag AS r_etag, \
+     r.last_modified AS r_last_modified";
 pub(crate) const RETURNING_TASK: &str = " RETURNING id, address, timestamp, task_status, \
      word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at, batch_id, \
-     run, outcome, words";
+     run, outcome, words, etag, last_modified";
 
 /// Changes to one set of totals (the `task_stats` row, or one batch), summed over one
 /// transaction.

@@ -307,6 +307,8 @@ impl Store {
                         batch_id: Some(batch_id),
                         run: 1,
                         outcome: None,
+                        etag: None,
+                        last_modified: None,
                     });
                 }
             }

@@ -34,6 +34,9 @@ fn result_for(task_id: i64, n: i64) -> JobResult {
             }],
             counts: None,
             redirects: Vec::new(),
+            not_modified: false,
+            etag: None,
+            last_modified: None,
         },
         worker: "test".into(),
     }

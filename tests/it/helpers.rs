@@ -661,6 +661,9 @@ pub fn result_for(task_id: i64, n: i64) -> wordtally::model::JobResult {
             attempt_log: Vec::new(),
             counts: None,
             redirects: Vec::new(),
+            not_modified: false,
+            etag: None,
+            last_modified: None,
         },
         worker: "test".into(),
     }

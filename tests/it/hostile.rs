@@ -566,6 +566,9 @@ async fn markup_in_addresses_and_results_is_shown_as_text() {
             attempt_log: Vec::new(),
             counts: None,
             redirects: Vec::new(),
+            not_modified: false,
+            etag: None,
+            last_modified: None,
         },
         worker: evil.into(),
     };

@@ -16,6 +16,7 @@ mod pages;
 
 mod auth;
 mod batches;
+mod conditional;
 mod deploy;
 mod embedded;
 mod faults;
