@@ -107,6 +107,8 @@ pub struct Running {
     listener: ActorSlot<NsqListenerMsg>,
     db_writer: ActorSlot<DbWriterMsg>,
     drain_wait: Duration,
+    /// The webhook dispatcher loop (stopped before the database closes).
+    dispatcher: Option<crate::notify::Dispatcher>,
 }
 
 impl Running {
@@ -144,6 +146,9 @@ impl Running {
             let _ = w
                 .call(DbWriterMsg::Drain, Some(Duration::from_secs(30)))
                 .await;
+        }
+        if let Some(d) = self.dispatcher.take() {
+            d.stop().await;
         }
         let _ = self
             .supervisor
@@ -272,6 +277,12 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         .await
         .context("starting the actors")?;
 
+    let webhook_sender = crate::notify::Sender::new(
+        w.allow_private_targets,
+        &w.allow_targets,
+        Duration::from_millis(args.webhooks.webhook_timeout_ms.max(1)),
+    )
+    .context("webhook settings")?;
     let tcp = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -293,7 +304,9 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             ),
         }),
         auth,
+        webhooks: webhook_sender.clone(),
     };
+    let dispatcher = crate::notify::Dispatcher::spawn(store.clone(), webhook_sender, &args.webhooks);
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
     let http = tokio::spawn(async move {
@@ -328,6 +341,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         listener,
         db_writer,
         drain_wait: drain_wait(w),
+        dispatcher: Some(dispatcher),
     })
 }
 

@@ -16,6 +16,7 @@ mod submit;
 mod task;
 mod tasks;
 mod view;
+mod webhooks;
 mod workers;
 
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub bus: std::sync::Arc<crate::bus::stats::BusProbe>,
     /// Who is asking, sessions, rate limits (crate::auth).
     pub auth: crate::auth::Auth,
+    /// Checks webhook targets against the SSRF guard at creation (crate::notify).
+    pub webhooks: crate::notify::Sender,
 }
 
 /// The whole HTTP surface.
@@ -64,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .merge(batches::router())
         .merge(api::router())
         .merge(api_batches::router())
+        .merge(webhooks::router())
         .merge(export::router())
         .merge(assets::router())
         .merge(workers::router())

@@ -333,7 +333,7 @@ macro_rules! apply_deltas {
                     .execute(&mut *$tx)
                     .await?;
             }
-            sqlx::query(crate::store::BUMP_BATCH)
+            let bumped = sqlx::query(crate::store::BUMP_BATCH)
                 .bind(d.not_started)
                 .bind(d.pending)
                 .bind(d.finished)
@@ -346,8 +346,17 @@ macro_rules! apply_deltas {
                 .bind(d.words)
                 .bind($now)
                 .bind(*batch)
-                .execute(&mut *$tx)
+                .fetch_optional(&mut *$tx)
                 .await?;
+            // Its last unfinished task finished just now: the batch's run is over, which
+            // is the `batch.finished` event (its deliveries join this transaction).
+            if let Some(row) = bumped {
+                let left: i64 = row.try_get(0)?;
+                if left == 0 && d.not_started + d.pending < 0 {
+                    crate::store::deliveries::Outbox::batch_finished(&mut *$tx, *batch, $now)
+                        .await?;
+                }
+            }
         }
     }};
 }
@@ -365,10 +374,11 @@ pub(crate) const BUMP_BATCH: &str = "UPDATE batch SET \
      words_total = words_total + $10, version = version + 1, updated_at = $11, \
      finished_at = CASE WHEN not_started + $1 + pending + $2 = 0 \
                         THEN COALESCE(finished_at, $11) ELSE NULL END \
-     WHERE id = $12";
+     WHERE id = $12 RETURNING not_started + pending";
 
 // After the macros: `macro_rules!` are visible only below their definition.
 mod batches;
+pub mod deliveries;
 mod results;
 mod runs;
 mod search;
