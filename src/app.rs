@@ -306,7 +306,8 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         auth,
         webhooks: webhook_sender.clone(),
     };
-    let dispatcher = crate::notify::Dispatcher::spawn(store.clone(), webhook_sender, &args.webhooks);
+    let dispatcher =
+        crate::notify::Dispatcher::spawn(store.clone(), webhook_sender, &args.webhooks);
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
     let http = tokio::spawn(async move {

@@ -77,8 +77,7 @@ pub fn validate(url: &str, events: &[String]) -> Result<(Url, Vec<String>), Stri
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(
-            "the URL must not carry a user name or password (the signature authenticates)"
-                .into(),
+            "the URL must not carry a user name or password (the signature authenticates)".into(),
         );
     }
     if events.is_empty() {
@@ -180,8 +179,7 @@ async fn dispatch(
             };
             let n = due.len();
             futures_util::future::join_all(
-                due.iter()
-                    .map(|d| deliver_one(&store, &sender, d, unit_ms)),
+                due.iter().map(|d| deliver_one(&store, &sender, d, unit_ms)),
             )
             .await;
             if (n as i64) < CLAIM || *stop.borrow() {
@@ -197,7 +195,9 @@ async fn deliver_one(store: &Store, sender: &Sender, d: &DueDelivery, unit_ms: u
     let at = now_ms();
     let attempts = d.attempts + 1;
     let end = match (&sent.error, sent.status) {
-        (None, Some(s)) => AttemptEnd::Delivered { status: i32::from(s) },
+        (None, Some(s)) => AttemptEnd::Delivered {
+            status: i32::from(s),
+        },
         (error, status) => {
             let error = error.clone().unwrap_or_else(|| "no answer".into());
             let status = status.map(i32::from);
@@ -247,9 +247,16 @@ mod tests {
         let first = next_attempt_delay(1, 1000).expect("retry");
         assert!((4_000..=6_000).contains(&first.as_millis()), "{first:?}");
         assert!(next_attempt_delay(7, 1000).is_some());
-        assert_eq!(next_attempt_delay(8, 1000), None, "8 attempts, then give up");
+        assert_eq!(
+            next_attempt_delay(8, 1000),
+            None,
+            "8 attempts, then give up"
+        );
         let short = next_attempt_delay(2, 1).expect("retry");
-        assert!(short.as_millis() <= 360, "tests shorten the unit: {short:?}");
+        assert!(
+            short.as_millis() <= 360,
+            "tests shorten the unit: {short:?}"
+        );
     }
 
     #[test]

@@ -176,7 +176,13 @@ fn new_event_id() -> String {
 }
 
 /// The JSON body of an event: the same bytes on every attempt (they are signed).
-pub fn event_body(event_id: &str, event: &str, batch_id: i64, at: i64, data: &serde_json::Value) -> String {
+pub fn event_body(
+    event_id: &str,
+    event: &str,
+    batch_id: i64,
+    at: i64,
+    data: &serde_json::Value,
+) -> String {
     serde_json::json!({
         "id": event_id,
         "type": event,
@@ -257,12 +263,11 @@ macro_rules! impl_outbox {
             }
 
             async fn batch_finished(&mut self, batch_id: i64, now: i64) -> StoreResult<u64> {
-                let hooked: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM webhook WHERE batch_id = $1 LIMIT 1",
-                )
-                .bind(batch_id)
-                .fetch_optional(&mut *self)
-                .await?;
+                let hooked: Option<i64> =
+                    sqlx::query_scalar("SELECT id FROM webhook WHERE batch_id = $1 LIMIT 1")
+                        .bind(batch_id)
+                        .fetch_optional(&mut *self)
+                        .await?;
                 if hooked.is_none() {
                     return Ok(0);
                 }
@@ -274,7 +279,8 @@ macro_rules! impl_outbox {
                     return Ok(0);
                 };
                 let data = batch_finished_data!(&row);
-                self.enqueue_event(batch_id, "batch.finished", &data, now).await
+                self.enqueue_event(batch_id, "batch.finished", &data, now)
+                    .await
             }
         }
     };
@@ -347,8 +353,7 @@ impl Store {
 
     /// A batch's webhooks, oldest first (at most [`MAX_WEBHOOKS_PER_BATCH`]).
     pub async fn batch_webhooks(&self, batch_id: i64) -> StoreResult<Vec<Webhook>> {
-        let sql =
-            format!("SELECT {WEBHOOK_COLUMNS} FROM webhook WHERE batch_id = $1 ORDER BY id");
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhook WHERE batch_id = $1 ORDER BY id");
         on_pool!(self, |pool| {
             let rows = sqlx::query(&sql).bind(batch_id).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -414,7 +419,8 @@ impl Store {
             return Ok(None);
         };
         let event_id = new_event_id();
-        let data = serde_json::json!({"webhook_id": hook.id, "message": "a test event from wordtally"});
+        let data =
+            serde_json::json!({"webhook_id": hook.id, "message": "a test event from wordtally"});
         let body = event_body(&event_id, TEST_EVENT, hook.batch_id, now, &data);
         let sql = format!(
             "INSERT INTO delivery (webhook_id, event, event_id, body, created_at, next_attempt_at) \
@@ -511,7 +517,13 @@ impl Store {
                 status,
                 error,
                 next_at,
-            } => ("pending", *status, Some(error.as_str()), Some(*next_at), None),
+            } => (
+                "pending",
+                *status,
+                Some(error.as_str()),
+                Some(*next_at),
+                None,
+            ),
             AttemptEnd::GiveUp { status, error } => {
                 ("failed", *status, Some(error.as_str()), None, None)
             }

@@ -25,4 +25,5 @@ mod openapi;
 mod pipeline;
 mod scale;
 mod ssrf;
+mod webhooks;
 mod workers;
