@@ -22,7 +22,7 @@ use utoipa::openapi::{RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
-use super::{AppState, api, api_batches, export, workers};
+use super::{AppState, api, api_batches, export, webhooks, workers};
 use crate::model::TaskStatus;
 use crate::outcome::Outcome;
 
@@ -51,6 +51,11 @@ pub fn router() -> Router<AppState> {
         api_batches::remove,
         api_batches::retry,
         api_batches::cancel,
+        webhooks::create_api,
+        webhooks::list_api,
+        webhooks::deliveries_api,
+        webhooks::test_api,
+        webhooks::delete_api,
         workers::api_workers,
         workers::api_throughput,
         super::healthz,
@@ -63,6 +68,7 @@ pub fn router() -> Router<AppState> {
     tags(
         (name = "tasks", description = "Submitted addresses and their counts"),
         (name = "batches", description = "One submission's tasks, with totals"),
+        (name = "webhooks", description = "Signed event deliveries of a batch (batch.finished, task.changed)"),
         (name = "workers", description = "Who is fetching, the queue, throughput"),
         (name = "service", description = "Health and this document (no sign-in needed)"),
     ),

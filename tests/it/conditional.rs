@@ -29,8 +29,11 @@ struct Origin {
     body_bytes: Arc<AtomicU64>,
     not_modified: Arc<AtomicUsize>,
     /// The conditional headers seen, in order: (path, If-None-Match, If-Modified-Since).
-    seen: Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>,
+    seen: Arc<Mutex<Vec<Conditional>>>,
 }
+
+/// (path, If-None-Match, If-Modified-Since) of one request.
+type Conditional = (String, Option<String>, Option<String>);
 
 const LAST_MODIFIED: &str = "Wed, 21 Oct 2026 07:28:00 GMT";
 
