@@ -307,6 +307,23 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
         }
         sum
     };
+    // Words plus links (hrefs counted into the sum, so the work cannot be skipped).
+    let feed_links = |o: CountOptions| -> u64 {
+        let mut sum = 0;
+        for page in &pages {
+            let mut c = BodyCounter::new_with_links(
+                &o,
+                Some("text/html; charset=utf-8"),
+                wordtally::count::LinkOptions::default(),
+            );
+            for part in page.as_bytes().chunks(chunk) {
+                c.feed(part);
+            }
+            let s = c.finish();
+            sum += s.count + s.links.map_or(0, |l| l.hrefs.len() as u64);
+        }
+        sum
+    };
     println!("| what | count | best of 5 | MB/s |\n|---|---|---|---|");
     type Case<'a> = (&'static str, Box<dyn Fn() -> u64 + 'a>);
     let rows: Vec<Case> = vec![
@@ -426,6 +443,14 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
         (
             "text, case-sensitive, substring",
             Box::new(|| feed_one(opts(true, false, Scope::Text))),
+        ),
+        (
+            "text, default options, with links (crawl: hrefs, base, nofollow)",
+            Box::new(|| feed_links(CountOptions::default())),
+        ),
+        (
+            "raw, case-insensitive, whole word, with links (tags-only scanner beside)",
+            Box::new(|| feed_links(opts(false, true, Scope::Raw))),
         ),
         (
             "text, 1 word via new_words (default options)",

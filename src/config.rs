@@ -39,6 +39,9 @@ pub enum Command {
     /// Submit addresses (a file or stdin) as one batch to a running server, wait, print
     /// the results as CSV or JSON Lines.
     Submit(crate::cli::submit::SubmitArgs),
+    /// Crawl a site from start addresses (following its links, obeying robots.txt) on a
+    /// running server, wait, print every page as CSV or JSON Lines.
+    Crawl(crate::cli::crawl::CrawlArgs),
     /// Accounts that sign in on the web page: add, list, remove, passwd.
     User(crate::cli::users::UserArgs),
     /// API tokens for scripts: create (printed once), list, revoke.
@@ -96,6 +99,10 @@ pub struct ServeArgs {
     /// Most addresses accepted in one submission.
     #[arg(long, env = "MAX_SUBMIT_ADDRESSES", default_value_t = 10_000)]
     pub max_submit_addresses: usize,
+
+    /// The most pages one crawl may ask for (`max_pages` above it is refused with a 422).
+    #[arg(long, env = "CRAWL_MAX_PAGES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub crawl_max_pages: u64,
 
     /// Rows per page of the task table.
     #[arg(long, env = "PAGE_SIZE", default_value_t = 50)]
@@ -181,6 +188,20 @@ pub struct WorkerArgs {
     #[arg(long, env = "PER_HOST_CONCURRENCY", default_value_t = 4)]
     pub per_host_concurrency: usize,
 
+    /// Sent as `User-Agent` with every request; its product token (`wordtally`) is what
+    /// robots.txt groups are matched against.
+    #[arg(long, env = "USER_AGENT", default_value = concat!("wordtally/", env!("CARGO_PKG_VERSION")))]
+    pub user_agent: String,
+
+    /// Least time between two requests to one host during a crawl, across every worker
+    /// process (Redis when configured); a robots.txt `Crawl-delay` wins when larger.
+    #[arg(long, env = "PER_HOST_DELAY_MS", default_value_t = 0)]
+    pub per_host_delay_ms: u64,
+
+    /// How long a crawl trusts a fetched robots.txt (seconds), in the process and in Redis.
+    #[arg(long, env = "ROBOTS_CACHE_SECS", default_value_t = 3_600)]
+    pub robots_cache_secs: u64,
+
     /// Attempts per fetch for transient failures (connect error, timeout, 429, 5xx).
     #[arg(long, env = "FETCH_ATTEMPTS", default_value_t = 3)]
     pub fetch_attempts: u32,
@@ -211,7 +232,7 @@ impl WorkerArgs {
             backoff_base: Duration::from_millis(self.retry_backoff_ms),
             allow_private_targets: self.allow_private_targets,
             allow_targets: self.allow_targets.clone(),
-            user_agent: format!("wordtally/{}", env!("CARGO_PKG_VERSION")),
+            user_agent: self.user_agent.clone(),
         }
     }
 

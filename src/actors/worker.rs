@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 use crate::address::normalize_address;
 use crate::bus::SharedPublisher;
 use crate::count::{BodyCounter, CountSummary};
-use crate::fetch::{BodySink, Fetcher, Validators};
+use crate::crawl::job::CrawlKit;
+use crate::fetch::{BodySink, Fetched, Fetcher, Validators};
 use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
 use crate::outcome::Outcome;
 use crate::queue::{Delivery, DeliveryTag, SharedQueue};
@@ -77,6 +78,12 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
             })
         })
         .await;
+    record_of(fetched, &words)
+}
+
+/// The result of a fetch whose body was counted for `words` (in order): the counts per
+/// word, the facts of the fetch, and the fetch metrics recorded.
+pub(crate) fn record_of(fetched: Fetched<CountSummary>, words: &[String]) -> ResultRecord {
     let counts = fetched.output.as_ref().map(|s| {
         let per_word: Vec<u64> = if s.counts.is_empty() {
             vec![s.count]
@@ -126,20 +133,10 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
         counts,
         redirects: fetched.redirects,
         not_modified: fetched.not_modified,
-        // A 304 need not repeat the validators; then the ones sent still describe the page.
-        etag: fetched.validators.etag.or(if fetched.not_modified {
-            sent.etag
-        } else {
-            None
-        }),
-        last_modified: fetched
-            .validators
-            .last_modified
-            .or(if fetched.not_modified {
-                sent.last_modified
-            } else {
-                None
-            }),
+        etag: fetched.validators.etag,
+        last_modified: fetched.validators.last_modified,
+        skipped: false,
+        crawl: None,
     }
 }
 
@@ -148,6 +145,8 @@ pub struct WorkerCtx {
     pub queue: SharedQueue,
     pub publisher: SharedPublisher,
     pub fetcher: Fetcher,
+    /// robots.txt, politeness and link scopes, shared by every runner (DESIGN §15).
+    pub crawl: CrawlKit,
     pub max_deliveries: u32,
     /// This process's consumer name in the queue (host-pid-random).
     pub consumer: String,
@@ -197,6 +196,8 @@ impl WorkerCtx {
                 ),
                 Instant::now(),
             )
+        } else if let Some(crawl) = &d.job.crawl {
+            crate::crawl::job::carry_out(&self.crawl, &self.fetcher, &d.job, crawl).await
         } else {
             carry_out(&self.fetcher, &d.job).await
         };
@@ -303,6 +304,7 @@ pub struct WorkerPoolArgs {
     pub queue: SharedQueue,
     pub publisher: SharedPublisher,
     pub fetcher: Fetcher,
+    pub crawl: CrawlKit,
     pub workers: usize,
     pub max_deliveries: u32,
     pub consumer: String,
@@ -421,6 +423,7 @@ impl Actor for WorkerPool {
             queue: args.queue,
             publisher: args.publisher,
             fetcher: args.fetcher,
+            crawl: args.crawl,
             max_deliveries: args.max_deliveries,
             consumer: args.consumer,
             in_flight: Mutex::new(HashSet::new()),

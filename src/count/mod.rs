@@ -13,6 +13,9 @@
 mod charset;
 pub mod fold_search;
 mod html;
+mod links;
+#[cfg(test)]
+mod links_tests;
 mod matcher;
 mod scanner;
 #[cfg(test)]
@@ -28,6 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use self::charset::{ContentType, SNIFF_LEN};
 use self::html::HtmlText;
+use self::links::LinkCollector;
+pub use self::links::{LinkOptions, PageLinks};
 use self::scanner::Scanner;
 use self::words::Counter;
 
@@ -220,6 +225,9 @@ pub struct CountSummary {
     pub charset: &'static str,
     /// Why that charset was used.
     pub charset_source: CharsetSource,
+    /// The page's links (DESIGN §15), collected in the same pass: `None` unless asked for
+    /// ([`BodyCounter::new_with_links`]) and the body is HTML.
+    pub links: Option<PageLinks>,
 }
 
 /// Which extractor turns an HTML page into its visible text.
@@ -237,11 +245,29 @@ enum Pipeline {
     Plain(Box<Counter>),
     Html(Box<Scanner>),
     Oracle(Box<HtmlText>),
+    /// Raw scope with links: the counter gets the raw text, a muted scanner the same
+    /// pieces for its tag events.
+    RawLinks(Box<Counter>, Box<Scanner>),
 }
 
 impl Pipeline {
     fn new(spec: &Spec<'_>, content_is_html: bool, engine: Engine) -> Self {
         let counter = Counter::new(spec.words, spec.case_sensitive, spec.whole_word);
+        if let (Some(links), true, Engine::Scanner) = (spec.links, content_is_html, engine) {
+            let collector = LinkCollector::new(links);
+            return match spec.scope {
+                Scope::Text => {
+                    Pipeline::Html(Box::new(Scanner::with_links(counter, collector, false)))
+                }
+                Scope::Raw => {
+                    let idle = Counter::new(&[String::new()], true, false);
+                    Pipeline::RawLinks(
+                        Box::new(counter),
+                        Box::new(Scanner::with_links(idle, collector, true)),
+                    )
+                }
+            };
+        }
         if spec.scope == Scope::Text && content_is_html {
             match engine {
                 Engine::Scanner => Pipeline::Html(Box::new(Scanner::new(counter))),
@@ -257,6 +283,10 @@ impl Pipeline {
             Pipeline::Plain(m) => m.push_str(s),
             Pipeline::Html(h) => h.push_str(s),
             Pipeline::Oracle(h) => h.push_str(s),
+            Pipeline::RawLinks(m, t) => {
+                m.push_str(s);
+                t.push_str(s);
+            }
         }
     }
 
@@ -266,11 +296,12 @@ impl Pipeline {
         matches!(self, Pipeline::Plain(m) if m.takes_bytes())
     }
 
-    fn finish(self) -> Vec<u64> {
+    fn finish(self) -> (Vec<u64>, Option<PageLinks>) {
         match self {
-            Pipeline::Plain(m) => m.finish(),
-            Pipeline::Html(h) => h.finish(),
-            Pipeline::Oracle(h) => h.finish(),
+            Pipeline::Plain(m) => (m.finish(), None),
+            Pipeline::Html(h) => h.finish_all(),
+            Pipeline::Oracle(h) => (h.finish(), None),
+            Pipeline::RawLinks(m, t) => (m.finish(), t.finish_all().1),
         }
     }
 }
@@ -281,6 +312,8 @@ struct Spec<'a> {
     case_sensitive: bool,
     whole_word: bool,
     scope: Scope,
+    /// Collect the page's links too (HTML bodies only).
+    links: Option<LinkOptions>,
 }
 
 impl<'a> Spec<'a> {
@@ -290,6 +323,7 @@ impl<'a> Spec<'a> {
             case_sensitive: opts.case_sensitive,
             whole_word: opts.whole_word,
             scope: opts.scope,
+            links: None,
         }
     }
 }
@@ -361,6 +395,28 @@ impl BodyCounter {
             case_sensitive,
             whole_word,
             scope,
+            links: None,
+        };
+        Self::with_spec(&spec, content_type)
+    }
+
+    /// Counts like [`BodyCounter::new`] (or [`BodyCounter::new_words`] when `opts.words`
+    /// lists several words) and, in the same pass, collects the page's links for a crawl
+    /// (DESIGN §15): the summary's `links` is `Some` for an HTML body, `None` otherwise.
+    /// Works in both scopes: in `raw` the words are counted on the raw text while the
+    /// scanner reads only the tags.
+    pub fn new_with_links(
+        opts: &CountOptions,
+        content_type: Option<&str>,
+        links: LinkOptions,
+    ) -> Self {
+        let words = opts.word_list();
+        let spec = Spec {
+            words: &words,
+            case_sensitive: opts.case_sensitive,
+            whole_word: opts.whole_word,
+            scope: opts.scope,
+            links: Some(links),
         };
         Self::with_spec(&spec, content_type)
     }
@@ -403,12 +459,13 @@ impl BodyCounter {
             // Unreachable: start_decoding always sets it.
             None => (encoding_rs::WINDOWS_1252.name(), CharsetSource::Guess),
         };
-        let counts = self.pipeline.finish();
+        let (counts, links) = self.pipeline.finish();
         CountSummary {
             count: counts.first().copied().unwrap_or(0),
             counts,
             charset,
             charset_source,
+            links,
         }
     }
 
@@ -542,7 +599,7 @@ impl BodyCounter {
 pub fn count_text(opts: &CountOptions, content_is_html: bool, text: &str) -> u64 {
     let mut pipeline = Pipeline::new(&Spec::of(opts), content_is_html, Engine::Scanner);
     pipeline.push_str(text);
-    pipeline.finish().first().copied().unwrap_or(0)
+    pipeline.finish().0.first().copied().unwrap_or(0)
 }
 
 /// [`count_text`] for several words: one count per word, in order.
@@ -559,10 +616,11 @@ pub fn count_text_words(
         case_sensitive,
         whole_word,
         scope,
+        links: None,
     };
     let mut pipeline = Pipeline::new(&spec, content_is_html, Engine::Scanner);
     pipeline.push_str(text);
-    pipeline.finish()
+    pipeline.finish().0
 }
 
 /// The same count with html5ever's tokenizer instead of the scanner, text fed in pieces
@@ -583,6 +641,7 @@ pub fn count_text_html5ever(
         case_sensitive,
         whole_word,
         scope,
+        links: None,
     };
     let mut pipeline = Pipeline::new(&spec, content_is_html, Engine::Html5ever);
     let mut rest = text;
@@ -594,7 +653,7 @@ pub fn count_text_html5ever(
         pipeline.push_str(&rest[..cut]);
         rest = &rest[cut..];
     }
-    pipeline.finish()
+    pipeline.finish().0
 }
 
 #[cfg(test)]

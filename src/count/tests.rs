@@ -304,7 +304,8 @@ fn windows_1251_via_meta() {
             count: 3,
             counts: vec![3],
             charset: "windows-1251",
-            charset_source: CharsetSource::Meta
+            charset_source: CharsetSource::Meta,
+            links: None,
         }
     );
     let pragma =

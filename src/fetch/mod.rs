@@ -149,6 +149,12 @@ pub trait BodySink: Send {
     type Output: Send;
     fn feed(&mut self, chunk: &[u8]);
     fn finish(self) -> Self::Output;
+    /// True once the sink wants no more bytes (its own cap is reached, e.g. a robots.txt
+    /// past 500 KiB or a sitemap past its decompressed limit): the fetcher stops reading and
+    /// marks the fetch `truncated`, so a hostile body costs no more than the sink's cap.
+    fn is_full(&self) -> bool {
+        false
+    }
 }
 
 /// What is known about a response before its body is read; given to the sink factory so it can
@@ -345,7 +351,7 @@ impl Fetcher {
         url: &Url,
         make_sink: impl FnMut(&ResponseMeta) -> S + Send,
     ) -> Fetched<S::Output> {
-        self.fetch_conditional(url, &Validators::default(), make_sink)
+        self.fetch_with(url, &Validators::default(), make_sink, false)
             .await
     }
 
@@ -356,7 +362,30 @@ impl Fetcher {
         &self,
         url: &Url,
         validators: &Validators,
+        make_sink: impl FnMut(&ResponseMeta) -> S + Send,
+    ) -> Fetched<S::Output> {
+        self.fetch_with(url, validators, make_sink, false).await
+    }
+
+    /// Like [`Fetcher::fetch`] (guard, limits, retries), but binary content types are read
+    /// too: a crawl's sitemaps come as `application/gzip` (`.xml.gz`), which the counting
+    /// path refuses. The sink is responsible for what it makes of the bytes.
+    #[tracing::instrument(name = "fetch_raw", skip_all, fields(url = %url))]
+    pub async fn fetch_raw<S: BodySink>(
+        &self,
+        url: &Url,
+        make_sink: impl FnMut(&ResponseMeta) -> S + Send,
+    ) -> Fetched<S::Output> {
+        self.fetch_with(url, &Validators::default(), make_sink, true)
+            .await
+    }
+
+    async fn fetch_with<S: BodySink>(
+        &self,
+        url: &Url,
+        validators: &Validators,
         mut make_sink: impl FnMut(&ResponseMeta) -> S + Send,
+        accept_binary: bool,
     ) -> Fetched<S::Output> {
         let started = Instant::now();
         let mut fetched = Fetched::empty();
@@ -375,8 +404,15 @@ impl Fetcher {
             let outcome = {
                 // Held for the attempt only, not during the backoff sleep.
                 let _permit = self.inner.hosts.acquire(&host).await;
-                self.attempt(url, validators, &mut make_sink, attempt, last)
-                    .await
+                self.attempt(
+                    url,
+                    validators,
+                    &mut make_sink,
+                    attempt,
+                    last,
+                    accept_binary,
+                )
+                .await
             };
             fetched.attempt_log.push(AttemptNote {
                 status: outcome.status,
@@ -441,6 +477,7 @@ impl Fetcher {
         make_sink: &mut (impl FnMut(&ResponseMeta) -> S + Send),
         attempt: u32,
         last: bool,
+        accept_binary: bool,
     ) -> AttemptOutcome<S::Output> {
         let config = &self.inner.config;
         let deadline = tokio::time::Instant::now() + config.total_timeout;
@@ -489,8 +526,16 @@ impl Fetcher {
             validators: Validators::of(response.headers()),
         };
         if status == 304 && !validators.is_empty() {
-            // The page is as it was: nothing to read or count (DESIGN §16).
+            // The page is as it was: nothing to read or count (DESIGN §16). A 304 need not
+            // repeat the validators; then the ones sent still describe the page.
             outcome.not_modified = true;
+            let v = &mut outcome.validators;
+            if v.etag.is_none() {
+                v.etag = validators.etag.clone();
+            }
+            if v.last_modified.is_none() {
+                v.last_modified = validators.last_modified.clone();
+            }
             return outcome;
         }
         if retry_status && !last {
@@ -506,7 +551,8 @@ impl Fetcher {
             outcome.error = Some(unfollowed_redirect(status, &final_url, response.headers()));
             return outcome;
         }
-        if let Some(ct) = content_type.as_deref()
+        if !accept_binary
+            && let Some(ct) = content_type.as_deref()
             && is_binary_content_type(ct)
         {
             outcome.error = Some(format!(
@@ -549,7 +595,7 @@ impl Fetcher {
                 sink.feed(&chunk[..take]);
                 outcome.bytes_read += take as u64;
             }
-            if take < chunk.len() {
+            if take < chunk.len() || sink.is_full() {
                 // Stop here: the rest (possibly a decompression bomb) is never read.
                 outcome.truncated = true;
                 break;

@@ -8,6 +8,7 @@ mod api;
 mod api_batches;
 mod assets;
 mod batches;
+mod crawls;
 mod error;
 mod export;
 mod login;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub auth: crate::auth::Auth,
     /// Checks webhook targets against the SSRF guard at creation (crate::notify).
     pub webhooks: crate::notify::Sender,
+    /// The most pages one crawl may ask for (`CRAWL_MAX_PAGES`).
+    pub crawl_max_pages: u64,
 }
 
 /// The whole HTTP surface.
@@ -66,6 +69,7 @@ pub fn app(state: AppState) -> Router {
         .merge(task::router())
         .merge(batches::router())
         .merge(api::router())
+        .merge(crawls::router())
         .merge(api_batches::router())
         .merge(webhooks::router())
         .merge(export::router())

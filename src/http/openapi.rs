@@ -22,7 +22,7 @@ use utoipa::openapi::{RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
-use super::{AppState, api, api_batches, export, webhooks, workers};
+use super::{AppState, api, api_batches, crawls, export, webhooks, workers};
 use crate::model::TaskStatus;
 use crate::outcome::Outcome;
 
@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         api::show,
         api::retry_one,
         api::cancel_one,
+        crawls::create,
         export::export,
         api_batches::list,
         api_batches::show,
@@ -69,6 +70,7 @@ pub fn router() -> Router<AppState> {
         (name = "tasks", description = "Submitted addresses and their counts"),
         (name = "batches", description = "One submission's tasks, with totals"),
         (name = "webhooks", description = "Signed event deliveries of a batch (batch.finished, task.changed)"),
+        (name = "crawls", description = "Crawl a site: a batch that grows by following links"),
         (name = "workers", description = "Who is fetching, the queue, throughput"),
         (name = "service", description = "Health and this document (no sign-in needed)"),
     ),

@@ -60,6 +60,7 @@ impl Row {
                 Some(Outcome::Failed) => ("failed", "failed".to_string()),
                 Some(Outcome::Truncated) => ("truncated", "truncated".to_string()),
                 Some(Outcome::Cancelled) => ("cancelled", "cancelled".to_string()),
+                Some(Outcome::Skipped) => ("skipped", "skipped".to_string()),
             },
         };
         let status_label = if t.run > 1 {
@@ -158,6 +159,7 @@ pub fn outcome_label(o: Outcome) -> &'static str {
         Outcome::Failed => "failed",
         Outcome::Truncated => "truncated",
         Outcome::Cancelled => "cancelled",
+        Outcome::Skipped => "skipped",
     }
 }
 
@@ -169,6 +171,7 @@ impl From<Stats> for Counters {
             Outcome::Failed => s.failed,
             Outcome::Truncated => s.truncated,
             Outcome::Cancelled => s.cancelled,
+            Outcome::Skipped => s.skipped,
         };
         Counters {
             total: s.total(),

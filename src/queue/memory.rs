@@ -237,6 +237,7 @@ mod tests {
             options: CountOptions::default(),
             etag: None,
             last_modified: None,
+            crawl: None,
         }
     }
 

@@ -309,6 +309,9 @@ impl Store {
                         outcome: None,
                         etag: None,
                         last_modified: None,
+                        depth: None,
+                        found_on: None,
+                        role: None,
                     });
                 }
             }

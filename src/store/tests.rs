@@ -37,6 +37,8 @@ fn result_for(task_id: i64, n: i64) -> JobResult {
             not_modified: false,
             etag: None,
             last_modified: None,
+            skipped: false,
+            crawl: None,
         },
         worker: "test".into(),
     }
@@ -247,6 +249,7 @@ async fn recount(store: &Store, batch: i64) -> Batch {
             Some(Outcome::Failed) => b.failed += 1,
             Some(Outcome::Truncated) => b.truncated += 1,
             Some(Outcome::Cancelled) => b.cancelled += 1,
+            Some(Outcome::Skipped) => b.skipped += 1,
             None => {}
         }
         b.words_total += v.result.as_ref().and_then(|r| r.words_count).unwrap_or(0);

@@ -664,6 +664,8 @@ pub fn result_for(task_id: i64, n: i64) -> wordtally::model::JobResult {
             not_modified: false,
             etag: None,
             last_modified: None,
+            skipped: false,
+            crawl: None,
         },
         worker: "test".into(),
     }

@@ -569,6 +569,8 @@ async fn markup_in_addresses_and_results_is_shown_as_text() {
             not_modified: false,
             etag: None,
             last_modified: None,
+            skipped: false,
+            crawl: None,
         },
         worker: evil.into(),
     };

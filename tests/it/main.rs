@@ -13,10 +13,12 @@ mod nsq_broker;
 
 mod helpers;
 mod pages;
+mod site;
 
 mod auth;
 mod batches;
 mod conditional;
+mod crawl;
 mod deploy;
 mod embedded;
 mod faults;
