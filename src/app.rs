@@ -134,6 +134,8 @@ pub struct Running {
     drain_wait: Duration,
     /// The webhook dispatcher loop (stopped before the database closes).
     dispatcher: Option<crate::notify::Dispatcher>,
+    /// The schedule tick loop (DESIGN §16).
+    ticker: Option<crate::schedule::tick::Ticker>,
 }
 
 impl Running {
@@ -144,6 +146,9 @@ impl Running {
 
     /// Graceful stop (what SIGTERM does).
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(t) = self.ticker.take() {
+            t.stop().await;
+        }
         if let Some(tx) = self.stop_http.take() {
             let _ = tx.send(());
         }
@@ -331,10 +336,16 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         }),
         auth,
         webhooks: webhook_sender.clone(),
+        schedule_min_ms: args.schedule_min_interval_ms.max(1_000) as i64,
         crawl_max_pages: args.crawl_max_pages,
     };
     let dispatcher =
         crate::notify::Dispatcher::spawn(store.clone(), webhook_sender, &args.webhooks);
+    let ticker = crate::schedule::tick::Ticker::start(
+        store.clone(),
+        submitter.clone(),
+        Duration::from_millis(args.schedule_tick_ms.max(10)),
+    );
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
     let http = tokio::spawn(async move {
@@ -370,6 +381,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         db_writer,
         drain_wait: drain_wait(w),
         dispatcher: Some(dispatcher),
+        ticker: Some(ticker),
     })
 }
 

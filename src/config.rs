@@ -39,6 +39,8 @@ pub enum Command {
     /// Submit addresses (a file or stdin) as one batch to a running server, wait, print
     /// the results as CSV or JSON Lines.
     Submit(crate::cli::submit::SubmitArgs),
+    /// Run a batch again on a schedule (every interval or on cron), pause, resume, remove.
+    Schedule(crate::cli::schedule::ScheduleArgs),
     /// Crawl a site from start addresses (following its links, obeying robots.txt) on a
     /// running server, wait, print every page as CSV or JSON Lines.
     Crawl(crate::cli::crawl::CrawlArgs),
@@ -116,6 +118,20 @@ pub struct ServeArgs {
     /// /workers; unset = ask every nsqd that NSQLOOKUPD_HTTP_ADDRESS knows, or show none.
     #[arg(long, env = "NSQD_HTTP_ADDRESS")]
     pub nsqd_http_address: Option<String>,
+
+    /// Milliseconds between schedule ticks (each ± a quarter, at random; DESIGN §16).
+    #[arg(long, env = "SCHEDULE_TICK_MS", default_value_t = 5_000)]
+    pub schedule_tick_ms: u64,
+
+    /// Shortest schedule interval accepted, in milliseconds. People get one minute; tests
+    /// shorten it.
+    #[arg(
+        long,
+        env = "SCHEDULE_MIN_INTERVAL_MS",
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub schedule_min_interval_ms: u64,
 
     #[command(flatten)]
     pub worker: WorkerArgs,

@@ -8,11 +8,13 @@ mod api;
 mod api_batches;
 mod assets;
 mod batches;
+mod changes;
 mod crawls;
 mod error;
 mod export;
 mod login;
 mod openapi;
+mod schedule;
 mod submit;
 mod task;
 mod tasks;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub auth: crate::auth::Auth,
     /// Checks webhook targets against the SSRF guard at creation (crate::notify).
     pub webhooks: crate::notify::Sender,
+    /// Shortest schedule interval accepted (ms; DESIGN §16).
+    pub schedule_min_ms: i64,
     /// The most pages one crawl may ask for (`CRAWL_MAX_PAGES`).
     pub crawl_max_pages: u64,
 }
@@ -77,6 +81,8 @@ pub fn app(state: AppState) -> Router {
         .merge(workers::router())
         .merge(login::router())
         .merge(openapi::router())
+        .merge(schedule::router())
+        .merge(changes::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         // Routes merged above this line are all covered by the layers below (outermost last).

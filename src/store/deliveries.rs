@@ -211,6 +211,15 @@ pub(crate) trait Outbox {
     /// transaction (called by `apply_deltas!`); the data is the batch's totals as they now
     /// stand. Costs one indexed look-up when the batch has no webhook.
     async fn batch_finished(&mut self, batch_id: i64, now: i64) -> StoreResult<u64>;
+
+    /// `task.changed` for each stored `change` row (`(batch_id, data)`, called where the
+    /// rows are inserted): one look-up for the batches that have webhooks, then one
+    /// outbox insert per change of those batches.
+    async fn task_changes(
+        &mut self,
+        changes: &[(i64, serde_json::Value)],
+        now: i64,
+    ) -> StoreResult<u64>;
 }
 
 /// The `batch.finished` data of a `FINISHED_BATCH` row: the batch's totals as they stand
@@ -281,6 +290,39 @@ macro_rules! impl_outbox {
                 let data = batch_finished_data!(&row);
                 self.enqueue_event(batch_id, "batch.finished", &data, now)
                     .await
+            }
+
+            async fn task_changes(
+                &mut self,
+                changes: &[(i64, serde_json::Value)],
+                now: i64,
+            ) -> StoreResult<u64> {
+                if changes.is_empty() {
+                    return Ok(0);
+                }
+                let mut batches: Vec<i64> = changes.iter().map(|(b, _)| *b).collect();
+                batches.sort_unstable();
+                batches.dedup();
+                let mut hooked = std::collections::HashSet::new();
+                for chunk in batches.chunks(super::CHUNK) {
+                    let mut qb = QueryBuilder::new(
+                        "SELECT DISTINCT batch_id FROM webhook WHERE batch_id IN (",
+                    );
+                    push_ids(&mut qb, chunk);
+                    qb.push(")");
+                    for row in qb.build().fetch_all(&mut *self).await? {
+                        hooked.insert(row.try_get::<i64, _>(0)?);
+                    }
+                }
+                let mut n = 0;
+                for (batch, data) in changes {
+                    if hooked.contains(batch) {
+                        n += self
+                            .enqueue_event(*batch, "task.changed", data, now)
+                            .await?;
+                    }
+                }
+                Ok(n)
             }
         }
     };

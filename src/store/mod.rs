@@ -396,8 +396,10 @@ mod batches;
 pub mod deliveries;
 #[macro_use]
 pub mod crawls;
+pub mod changes;
 mod results;
 mod runs;
+pub mod schedules;
 mod search;
 mod tasks;
 

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use sqlx::{QueryBuilder, Row};
 
+use super::changes::{FinishRuns, RecordChanges, StoredCount};
 use super::rollups::{RecordRollups, RollupRow};
 use super::{Deltas, Store, StoreError, StoreResult, pow2_chunks, push_ids};
 
@@ -388,6 +389,24 @@ impl Store {
             apply_deltas!(tx, &deltas, now);
             apply_crawl_deltas!(tx, &crawl);
             RecordRollups::record_rollups(&mut *tx, &rollup).await?;
+            // Watching (DESIGN §16): changes against the previous run, and the batch's run
+            // closed when this finished the batch — in this same transaction.
+            let stored: Vec<StoredCount> = results
+                .iter()
+                .zip(&verdicts)
+                .filter(|(jr, v)| {
+                    **v == StoreOutcome::Stored && inserted.contains(&(jr.task_id, jr.run))
+                })
+                .map(|(jr, _)| StoredCount {
+                    task_id: jr.task_id,
+                    batch: current.get(&jr.task_id).and_then(|c| c.batch),
+                    run: jr.run,
+                    words_count: jr.result.words_count,
+                    counts: jr.result.counts.as_ref(),
+                })
+                .collect();
+            RecordChanges::record_changes(&mut *tx, &stored, now).await?;
+            FinishRuns::finish_runs(&mut *tx, &super::changes::touched(&deltas)).await?;
             tx.commit().await?;
         });
         Ok(Written {

@@ -215,6 +215,14 @@ async fn conditional_story(app: &TestApp) {
         assert_eq!(r["bytes_read"], 0, "bytes_read stays honest: {t}");
         assert_eq!(t["history"][0]["result"]["not_modified"], false, "{t}");
     }
+    let history = get_json(app, &format!("/api/tasks/{etag_task}/history")).await;
+    let flags: Vec<&Value> = history["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| &r["not_modified"])
+        .collect();
+    assert_eq!(flags, [&json!(false), &json!(true)], "{history}");
     let totals = get_json(app, &format!("/api/batches/{batch}")).await;
     assert_eq!(totals["words_total"], 8, "carried counts count: {totals}");
     assert_eq!(totals["word_totals"]["python"], 8, "{totals}");

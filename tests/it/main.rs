@@ -27,5 +27,6 @@ mod openapi;
 mod pipeline;
 mod scale;
 mod ssrf;
+mod watch;
 mod webhooks;
 mod workers;

@@ -21,7 +21,11 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
         }
         let text = std::fs::read_to_string(&path).expect("read source file");
         // A call may be split over lines by rustfmt: join everything, then split on it.
-        let joined: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let joined: String = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace(".route( \"", ".route(\"");
         for piece in joined.split(".route(\"").skip(1) {
             let Some((route, rest)) = piece.split_once('"') else {
                 continue;
@@ -152,8 +156,9 @@ async fn document_matches_the_router() {
 
     // DELETE last: it removes the batch the other requests use.
     let mut ops: Vec<_> = documented.iter().collect();
-    // The webhook's DELETE before the batch's (which takes its webhooks with it).
-    ops.sort_by_key(|(m, p)| (m == "DELETE", p.starts_with("/api/batches/")));
+    // DELETEs last, the batch itself at the very end (it takes its webhooks and
+    // schedule with it).
+    ops.sort_by_key(|(m, p)| (m == "DELETE", p == "/api/batches/{id}"));
     for (method, path) in ops {
         let id = if path.starts_with("/api/batches/") {
             batch
@@ -167,6 +172,7 @@ async fn document_matches_the_router() {
             "GET" => app.client.get(&url),
             "POST" => app.client.post(&url).json(&json!({})),
             "DELETE" => app.client.delete(&url),
+            "PUT" => app.client.put(&url).json(&json!({})),
             other => panic!("unexpected method {other}"),
         };
         // POST /api/tasks needs its required field; the others take `{}` or no body.

@@ -669,3 +669,115 @@ async fn several_serve_processes_send_each_delivery_once() {
     }
     db.cleanup().await;
 }
+
+/// `task.changed`: a new run whose count differs from the previous run's stores a change
+/// (H-sched's `change` row) and, in the same transaction, one delivery per subscribed
+/// webhook; its body is the change as `GET /api/changes` lists it. A webhook subscribed to
+/// `task.changed` only gets no `batch.finished`.
+async fn task_changed_story(app: &TestApp) {
+    let pythons = Arc::new(AtomicUsize::new(2));
+    let page = {
+        let n = pythons.clone();
+        Router::new().route(
+            "/changing",
+            axum::routing::get(move || {
+                let n = n.load(Ordering::SeqCst);
+                async move {
+                    (
+                        [("content-type", "text/html; charset=utf-8")],
+                        crate::pages::page_with(n),
+                    )
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let page_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, page).await;
+    });
+    let receiver = Receiver::default();
+    let addr = receiver.start().await;
+    let (status, body) = app
+        .submit(json!({"addresses": [format!("http://{page_addr}/changing")]}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let batch = body["batch_id"].as_i64().expect("batch");
+    let task = body["tasks"][0]["id"].as_i64().expect("task");
+    eventually("run 1 finished", Duration::from_secs(60), || async {
+        (app.task(task).await["status"] == "FINISHED").then_some(())
+    })
+    .await;
+    let (status, created) = send(
+        app,
+        "POST",
+        &format!("/api/batches/{batch}/webhooks"),
+        Some(json!({"url": format!("http://{addr}/hook"), "events": ["task.changed"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let hook = created["id"].as_i64().expect("id");
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+
+    pythons.store(5, Ordering::SeqCst);
+    let (status, _) = send(
+        app,
+        "POST",
+        &format!("/api/batches/{batch}/retry"),
+        Some(json!({"outcomes": ["ok"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let d = wait_delivery(app, hook, "task.changed delivered", |d| {
+        d["event"] == "task.changed" && d["state"] == "delivered"
+    })
+    .await;
+    let seen = receiver.seen();
+    let got = seen
+        .iter()
+        .find(|s| s.delivery == d["event_id"].as_str().unwrap_or("-"))
+        .expect("received");
+    assert_signed(got, &secret);
+    let body: Value = serde_json::from_str(&got.body).expect("json");
+    let change = &body["data"]["change"];
+    assert_eq!(body["type"], "task.changed");
+    assert_eq!(change["task_id"], task, "{body}");
+    assert_eq!(change["batch_id"], batch, "{body}");
+    assert_eq!(change["run"], 2, "{body}");
+    assert_eq!(change["word"], "python", "{body}");
+    assert_eq!(
+        (change["before"].as_i64(), change["after"].as_i64()),
+        (Some(2), Some(5))
+    );
+    let (_, listed) = send(app, "GET", &format!("/api/changes?batch={batch}"), None).await;
+    assert_eq!(listed["changes"][0]["id"], change["id"], "{listed}");
+    // Exactly what the runs imply: one change, one delivery, no batch.finished.
+    eventually("the batch finished", Duration::from_secs(30), || async {
+        let (_, b) = send(app, "GET", &format!("/api/batches/{batch}"), None).await;
+        b["finished_at"].as_i64().map(|_| ())
+    })
+    .await;
+    let all = deliveries(app, hook).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(receiver.seen().iter().all(|s| s.event == "task.changed"));
+}
+
+#[tokio::test]
+async fn task_changed_is_delivered_embedded() {
+    let db = TestDb::sqlite();
+    let app = TestApp::start(fast(serve_args(&db.url, 2))).await;
+    task_changed_story(&app).await;
+    app.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn task_changed_is_delivered_postgres_redis_nsq() {
+    let stack = Stack::new().await;
+    let app = TestApp::start(fast(stack.serve_args(2))).await;
+    task_changed_story(&app).await;
+    app.stop().await;
+    stack.cleanup().await;
+}
