@@ -132,6 +132,8 @@ pub struct Running {
     listener: ActorSlot<NsqListenerMsg>,
     db_writer: ActorSlot<DbWriterMsg>,
     drain_wait: Duration,
+    /// The webhook dispatcher loop (stopped before the database closes).
+    dispatcher: Option<crate::notify::Dispatcher>,
     /// The schedule tick loop (DESIGN §16).
     ticker: Option<crate::schedule::tick::Ticker>,
 }
@@ -174,6 +176,9 @@ impl Running {
             let _ = w
                 .call(DbWriterMsg::Drain, Some(Duration::from_secs(30)))
                 .await;
+        }
+        if let Some(d) = self.dispatcher.take() {
+            d.stop().await;
         }
         let _ = self
             .supervisor
@@ -303,6 +308,12 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         .await
         .context("starting the actors")?;
 
+    let webhook_sender = crate::notify::Sender::new(
+        w.allow_private_targets,
+        &w.allow_targets,
+        Duration::from_millis(args.webhooks.webhook_timeout_ms.max(1)),
+    )
+    .context("webhook settings")?;
     let tcp = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -324,9 +335,12 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             ),
         }),
         auth,
+        webhooks: webhook_sender.clone(),
         schedule_min_ms: args.schedule_min_interval_ms.max(1_000) as i64,
         crawl_max_pages: args.crawl_max_pages,
     };
+    let dispatcher =
+        crate::notify::Dispatcher::spawn(store.clone(), webhook_sender, &args.webhooks);
     let ticker = crate::schedule::tick::Ticker::start(
         store.clone(),
         submitter.clone(),
@@ -366,6 +380,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         listener,
         db_writer,
         drain_wait: drain_wait(w),
+        dispatcher: Some(dispatcher),
         ticker: Some(ticker),
     })
 }

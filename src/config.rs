@@ -176,6 +176,10 @@ pub struct ServeArgs {
     /// Sign-in, tokens, rate limits (DESIGN §13).
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
+
+    /// Webhook delivery (DESIGN §16).
+    #[command(flatten)]
+    pub webhooks: crate::notify::WebhookArgs,
 }
 
 /// Settings of the worker pool, shared by `serve` (its local workers) and `worker`.

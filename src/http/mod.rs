@@ -19,6 +19,7 @@ mod submit;
 mod task;
 mod tasks;
 mod view;
+mod webhooks;
 mod workers;
 
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub bus: std::sync::Arc<crate::bus::stats::BusProbe>,
     /// Who is asking, sessions, rate limits (crate::auth).
     pub auth: crate::auth::Auth,
+    /// Checks webhook targets against the SSRF guard at creation (crate::notify).
+    pub webhooks: crate::notify::Sender,
     /// Shortest schedule interval accepted (ms; DESIGN §16).
     pub schedule_min_ms: i64,
     /// The most pages one crawl may ask for (`CRAWL_MAX_PAGES`).
@@ -72,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router())
         .merge(crawls::router())
         .merge(api_batches::router())
+        .merge(webhooks::router())
         .merge(export::router())
         .merge(assets::router())
         .merge(workers::router())

@@ -27,7 +27,7 @@ use utoipa::openapi::{RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
-use super::{AppState, api, api_batches, crawls, export, workers};
+use super::{AppState, api, api_batches, crawls, export, webhooks, workers};
 use crate::model::TaskStatus;
 use crate::outcome::Outcome;
 
@@ -148,6 +148,11 @@ async fn reference_asset(
         api_batches::remove,
         api_batches::retry,
         api_batches::cancel,
+        webhooks::create_api,
+        webhooks::list_api,
+        webhooks::deliveries_api,
+        webhooks::test_api,
+        webhooks::delete_api,
         super::schedule::show,
         super::schedule::set,
         super::schedule::unset,
@@ -169,6 +174,7 @@ async fn reference_asset(
     tags(
         (name = "tasks", description = "Submitted addresses and their counts"),
         (name = "batches", description = "One submission's tasks, with totals"),
+        (name = "webhooks", description = "Signed event deliveries of a batch (batch.finished, task.changed)"),
         (name = "watching", description = "Schedules, runs over time, changes (DESIGN §16)"),
         (name = "crawls", description = "Crawl a site: a batch that grows by following links"),
         (name = "workers", description = "Who is fetching, the queue, throughput"),

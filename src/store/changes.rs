@@ -112,6 +112,27 @@ pub(crate) fn diff(
     out
 }
 
+/// The `task.changed` webhook data of an inserted `change` row: the row as
+/// `GET /api/changes` shows it (crate::store::deliveries is the outbox).
+macro_rules! change_data {
+    ($row:expr) => {{
+        let row = &$row;
+        serde_json::json!({
+            "change": {
+                "id": row.try_get::<i64, _>("id")?,
+                "task_id": row.try_get::<i64, _>("task_id")?,
+                "batch_id": row.try_get::<Option<i64>, _>("batch_id")?,
+                "run": row.try_get::<i32, _>("run")?,
+                "word": row.try_get::<String, _>("word")?,
+                "before": row.try_get::<Option<i64>, _>("before")?,
+                "after": row.try_get::<Option<i64>, _>("after")?,
+                "at": row.try_get::<i64, _>("at")?,
+                "rule": row.try_get::<Option<String>, _>("rule")?,
+            }
+        })
+    }};
+}
+
 /// Records the changes of newly stored results inside the writer's open transaction.
 macro_rules! record_changes_on {
     ($conn:expr, $stored:expr, $now:expr) => {{
@@ -186,6 +207,8 @@ macro_rules! record_changes_on {
                 rows.push((s.task_id, s.batch, s.run, w, b, a, rule));
             }
         }
+        // The `task.changed` events of the rows, for the webhook outbox (same transaction).
+        let mut events: Vec<(i64, serde_json::Value)> = Vec::new();
         for chunk in pow2_chunks(&rows, 256) {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO change (task_id, batch_id, run, word, before, after, at, rule) ",
@@ -200,8 +223,14 @@ macro_rules! record_changes_on {
                     .push_bind(now)
                     .push_bind(r.6.clone());
             });
-            qb.build().execute(&mut *$conn).await?;
+            qb.push(" RETURNING id, task_id, batch_id, run, word, before, after, at, rule");
+            for row in qb.build().fetch_all(&mut *$conn).await? {
+                if let Some(batch) = row.try_get::<Option<i64>, _>("batch_id")? {
+                    events.push((batch, change_data!(row)));
+                }
+            }
         }
+        super::deliveries::Outbox::task_changes(&mut *$conn, &events, now).await?;
         if !rows.is_empty() {
             metrics::counter!("wordtally_changes_total").increment(rows.len() as u64);
         }
@@ -384,7 +413,7 @@ impl Store {
         on_pool!(self, |pool| {
             let rows = sqlx::query(
                 "SELECT r.run, r.timestamp, r.words_count, r.counts, r.http_status_code, \
-                 r.outcome, t.word FROM result r JOIN task t ON t.id = r.task_id \
+                 r.outcome, r.not_modified, t.word FROM result r JOIN task t ON t.id = r.task_id \
                  WHERE r.task_id = $1 ORDER BY r.run DESC LIMIT 500",
             )
             .bind(task_id)
@@ -402,8 +431,8 @@ impl Store {
                     words_count,
                     http_status_code: r.try_get("http_status_code")?,
                     outcome: r.try_get("outcome")?,
-                    // H-hooks adds the 304 column to results; until then no run is one.
-                    not_modified: false,
+                    // A 304 whose counts were carried over (conditional request, §16).
+                    not_modified: r.try_get("not_modified")?,
                 });
             }
             Ok(out)

@@ -160,6 +160,8 @@ macro_rules! insert_crawl_tasks {
                     batch_id: Some($batch),
                     run: 1,
                     outcome: None,
+                    etag: None,
+                    last_modified: None,
                     depth: Some(*depth),
                     found_on: *found_on,
                     role: *role,

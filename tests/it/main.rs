@@ -17,6 +17,7 @@ mod site;
 
 mod auth;
 mod batches;
+mod conditional;
 mod crawl;
 mod deploy;
 mod embedded;
@@ -29,4 +30,5 @@ mod robots;
 mod scale;
 mod ssrf;
 mod watch;
+mod webhooks;
 mod workers;

@@ -157,13 +157,29 @@ async fn document_matches_the_router() {
     assert_eq!(code, 201, "{created}");
     let task = created["tasks"][0]["id"].as_i64().expect("task id");
     let batch = created["batch_id"].as_i64().expect("batch id");
+    let hook = app
+        .client
+        .post(app.url(&format!("/api/batches/{batch}/webhooks")))
+        .json(&json!({ "url": "http://127.0.0.1:9/hook", "events": ["batch.finished"] }))
+        .send()
+        .await
+        .expect("create webhook")
+        .json::<Value>()
+        .await
+        .expect("webhook json")["id"]
+        .as_i64()
+        .expect("webhook id");
 
     // DELETE last: it removes the batch the other requests use.
     let mut ops: Vec<_> = documented.iter().collect();
+    // DELETEs last, the batch itself at the very end (it takes its webhooks and
+    // schedule with it).
     ops.sort_by_key(|(m, p)| (m == "DELETE", p == "/api/batches/{id}"));
     for (method, path) in ops {
         let id = if path.starts_with("/api/batches/") {
             batch
+        } else if path.starts_with("/api/webhooks/") {
+            hook
         } else {
             task
         };
