@@ -9,6 +9,7 @@ mod api_batches;
 mod assets;
 mod batches;
 mod changes;
+mod crawl_pages;
 mod crawls;
 mod error;
 mod export;
@@ -74,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .merge(batches::router())
         .merge(api::router())
         .merge(crawls::router())
+        .merge(crawl_pages::router())
         .merge(api_batches::router())
         .merge(webhooks::router())
         .merge(export::router())
