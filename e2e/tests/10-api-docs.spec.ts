@@ -14,4 +14,5 @@ test('the JSON API link opens a rendered API reference under the strict CSP', as
   // An operation opens and shows its responses.
   await page.locator('.opblock-summary', { hasText: '/api/openapi.json' }).first().click();
   await expect(page.locator('.responses-wrapper').first()).toBeVisible();
+  await page.screenshot({ path: 'test-results/api-docs.png' });
 });
