@@ -132,6 +132,8 @@ pub struct Running {
     listener: ActorSlot<NsqListenerMsg>,
     db_writer: ActorSlot<DbWriterMsg>,
     drain_wait: Duration,
+    /// The schedule tick loop (DESIGN §16).
+    ticker: Option<crate::schedule::tick::Ticker>,
 }
 
 impl Running {
@@ -142,6 +144,9 @@ impl Running {
 
     /// Graceful stop (what SIGTERM does).
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(t) = self.ticker.take() {
+            t.stop().await;
+        }
         if let Some(tx) = self.stop_http.take() {
             let _ = tx.send(());
         }
@@ -319,8 +324,14 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             ),
         }),
         auth,
+        schedule_min_ms: args.schedule_min_interval_ms.max(1_000) as i64,
         crawl_max_pages: args.crawl_max_pages,
     };
+    let ticker = crate::schedule::tick::Ticker::start(
+        store.clone(),
+        submitter.clone(),
+        Duration::from_millis(args.schedule_tick_ms.max(10)),
+    );
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
     let http = tokio::spawn(async move {
@@ -355,6 +366,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         listener,
         db_writer,
         drain_wait: drain_wait(w),
+        ticker: Some(ticker),
     })
 }
 

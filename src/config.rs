@@ -73,6 +73,8 @@ pub enum Command {
     /// Submit addresses (a file or stdin) as one batch to a running server, wait, print
     /// the results as CSV or JSON Lines.
     Submit(crate::cli::submit::SubmitArgs),
+    /// Run a batch again on a schedule (every interval or on cron), pause, resume, remove.
+    Schedule(crate::cli::schedule::ScheduleArgs),
     /// Crawl a site from start addresses (following its links, obeying robots.txt) on a
     /// running server, wait, print every page as CSV or JSON Lines.
     Crawl(crate::cli::crawl::CrawlArgs),
@@ -143,6 +145,10 @@ pub struct ServeArgs {
     #[arg(long, env = "NSQD_HTTP_ADDRESS", help_heading = heading::QUEUE)]
     pub nsqd_http_address: Option<String>,
 
+    /// Milliseconds between schedule ticks (each ± a quarter, at random; DESIGN §16).
+    #[arg(long, env = "SCHEDULE_TICK_MS", help_heading = heading::WEB, default_value_t = 5_000)]
+    pub schedule_tick_ms: u64,
+
     #[command(flatten)]
     pub worker: WorkerArgs,
 
@@ -155,6 +161,17 @@ pub struct ServeArgs {
     /// Most addresses accepted in one submission.
     #[arg(long, env = "MAX_SUBMIT_ADDRESSES", help_heading = heading::LIMITS, default_value_t = 10_000)]
     pub max_submit_addresses: usize,
+
+    /// Shortest schedule interval accepted, in milliseconds. People get one minute; tests
+    /// shorten it.
+    #[arg(
+        long,
+        env = "SCHEDULE_MIN_INTERVAL_MS",
+        help_heading = heading::LIMITS,
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub schedule_min_interval_ms: u64,
 
     /// Sign-in, tokens, rate limits (DESIGN §13).
     #[command(flatten)]

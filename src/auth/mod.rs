@@ -298,6 +298,18 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The API token a feed reader sends as `?token=` (it cannot set a header): read on
+/// `GET /changes.atom` only, which changes nothing, so CSRF and sessions are untouched.
+fn feed_token(req: &Request) -> Option<String> {
+    if req.method() != axum::http::Method::GET || req.uri().path() != "/changes.atom" {
+        return None;
+    }
+    url::form_urlencoded::parse(req.uri().query()?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
 /// A refusal, in the form the client reads: JSON for the API, a toast for htmx, a short
 /// page otherwise. `msg` is always one of our own sentences (no input echoed).
 fn deny(status: StatusCode, area: Area, htmx: bool, msg: &str) -> Response {
@@ -398,7 +410,8 @@ pub async fn guard(State(auth): State<Auth>, req: Request, next: Next) -> Respon
             "the database is unavailable right now; please retry",
         )
     };
-    let (who, csrf_expected) = if let Some(secret) = bearer(req.headers()) {
+    let feed = feed_token(&req);
+    let (who, csrf_expected) = if let Some(secret) = bearer(req.headers()).or(feed.as_deref()) {
         match store.token_by_hash(&token::digest(secret), now_ms()).await {
             Ok(Some(t)) => (
                 Who::Token {

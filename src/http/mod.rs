@@ -8,11 +8,13 @@ mod api;
 mod api_batches;
 mod assets;
 mod batches;
+mod changes;
 mod crawls;
 mod error;
 mod export;
 mod login;
 mod openapi;
+mod schedule;
 mod submit;
 mod task;
 mod tasks;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub bus: std::sync::Arc<crate::bus::stats::BusProbe>,
     /// Who is asking, sessions, rate limits (crate::auth).
     pub auth: crate::auth::Auth,
+    /// Shortest schedule interval accepted (ms; DESIGN §16).
+    pub schedule_min_ms: i64,
     /// The most pages one crawl may ask for (`CRAWL_MAX_PAGES`).
     pub crawl_max_pages: u64,
 }
@@ -73,6 +77,8 @@ pub fn app(state: AppState) -> Router {
         .merge(workers::router())
         .merge(login::router())
         .merge(openapi::router())
+        .merge(schedule::router())
+        .merge(changes::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         // Routes merged above this line are all covered by the layers below (outermost last).

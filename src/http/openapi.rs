@@ -148,6 +148,15 @@ async fn reference_asset(
         api_batches::remove,
         api_batches::retry,
         api_batches::cancel,
+        super::schedule::show,
+        super::schedule::set,
+        super::schedule::unset,
+        super::schedule::get_rules,
+        super::schedule::put_rules,
+        super::schedule::batch_runs,
+        super::schedule::export_runs,
+        super::schedule::task_history,
+        super::changes::api_list,
         workers::api_workers,
         workers::api_throughput,
         super::healthz,
@@ -160,6 +169,7 @@ async fn reference_asset(
     tags(
         (name = "tasks", description = "Submitted addresses and their counts"),
         (name = "batches", description = "One submission's tasks, with totals"),
+        (name = "watching", description = "Schedules, runs over time, changes (DESIGN §16)"),
         (name = "crawls", description = "Crawl a site: a batch that grows by following links"),
         (name = "workers", description = "Who is fetching, the queue, throughput"),
         (name = "service", description = "Health and this document (no sign-in needed)"),
@@ -269,6 +279,11 @@ pub struct FilterParams {
     batch: Option<i64>,
     /// Only tasks whose address contains this text.
     q: Option<String>,
+    /// Only tasks whose current result counted this word or pattern (its text, as
+    /// submitted) more than zero times. Tasks without a result match neither filter.
+    contains: Option<String>,
+    /// Only tasks whose current result counted this word or pattern zero times.
+    absent: Option<String>,
 }
 
 /// Keyset paging of `GET /api/tasks`.

@@ -146,6 +146,8 @@ pub struct TaskPanel {
     pub submitted_by: String,
     /// "retried by … at … (run 2)", newest first.
     pub actions: Vec<String>,
+    /// Counts per run, one line per word (SVG; empty before a second run).
+    pub trend_svg: String,
 }
 
 #[derive(Template)]
@@ -190,7 +192,7 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
         .collect();
     let t = &v.task;
     let o = &t.options;
-    let options = vec![
+    let mut options = vec![
         (
             if o.words.len() > 1 { "words" } else { "word" },
             o.word_list().join(", "),
@@ -223,6 +225,7 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
         ("submitted", utc(t.timestamp)),
         ("queued", t.attempts.to_string() + " time(s) this run"),
     ];
+    options.extend(crate::http::batches::regions_patterns_facts(o));
     Ok((
         TaskPanel {
             row: Row::from_view(&v),
@@ -241,6 +244,7 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
             poll_url: format!("/tasks/{id}/panel?v={version}"),
             submitted_by,
             actions,
+            trend_svg: super::schedule::task_trend(state, id).await?,
         },
         version,
     ))

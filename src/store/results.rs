@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use sqlx::{QueryBuilder, Row};
 
+use super::changes::{FinishRuns, RecordChanges, StoredCount};
 use super::rollups::{RecordRollups, RollupRow};
 use super::{Deltas, Store, StoreError, StoreResult, pow2_chunks, push_ids};
 
@@ -147,6 +148,8 @@ impl Store {
             let mut history_at: Vec<usize> = Vec::new();
             // Throughput rollups count each run's first result only (DESIGN §12).
             let mut rollup: Vec<RollupRow> = Vec::new();
+            // One row per word/pattern of each stored current result (the filters').
+            let mut count_rows: Vec<super::task_counts::CountRow<'_>> = Vec::new();
             // Crawls (DESIGN §15): the links of stored results, and their counters.
             let mut found: Vec<Found> = Vec::new();
             let mut crawl: BTreeMap<i64, CrawlDelta> = BTreeMap::new();
@@ -188,6 +191,7 @@ impl Store {
                     bytes: jr.result.bytes_read,
                 });
                 finish.entry(outcome).or_default().push(jr.task_id);
+                super::task_counts::rows_of(&mut count_rows, jr.task_id, cur.batch, &jr.result);
                 to_insert.push((jr, outcome));
                 verdicts.push(StoreOutcome::Stored);
                 if let (Some(report), Some(batch), Some(depth)) =
@@ -260,12 +264,36 @@ impl Store {
                     qb.build().execute(&mut *tx).await?;
                 }
             }
+            for chunk in count_rows.chunks(super::task_counts::CHUNK) {
+                super::task_counts::insert_query(chunk)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
+            }
             if !found.is_empty() {
                 discovered = extend_frontier!(tx, now, &mut deltas, &mut crawl, found);
             }
             apply_deltas!(tx, &deltas, now);
             apply_crawl_deltas!(tx, &crawl);
             RecordRollups::record_rollups(&mut *tx, &rollup).await?;
+            // Watching (DESIGN §16): changes against the previous run, and the batch's run
+            // closed when this finished the batch — in this same transaction.
+            let stored: Vec<StoredCount> = results
+                .iter()
+                .zip(&verdicts)
+                .filter(|(jr, v)| {
+                    **v == StoreOutcome::Stored && inserted.contains(&(jr.task_id, jr.run))
+                })
+                .map(|(jr, _)| StoredCount {
+                    task_id: jr.task_id,
+                    batch: current.get(&jr.task_id).and_then(|c| c.batch),
+                    run: jr.run,
+                    words_count: jr.result.words_count,
+                    counts: jr.result.counts.as_ref(),
+                })
+                .collect();
+            RecordChanges::record_changes(&mut *tx, &stored, now).await?;
+            FinishRuns::finish_runs(&mut *tx, &super::changes::touched(&deltas)).await?;
             tx.commit().await?;
         });
         Ok(Written {

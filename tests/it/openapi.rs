@@ -21,7 +21,11 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
         }
         let text = std::fs::read_to_string(&path).expect("read source file");
         // A call may be split over lines by rustfmt: join everything, then split on it.
-        let joined: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let joined: String = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace(".route( \"", ".route(\"");
         for piece in joined.split(".route(\"").skip(1) {
             let Some((route, rest)) = piece.split_once('"') else {
                 continue;
@@ -111,6 +115,22 @@ async fn document_matches_the_router() {
         "bearer"
     );
 
+    // Regions, patterns and the count filters (issue 20) are described.
+    let create = &doc["components"]["schemas"]["CreateTasks"]["properties"];
+    for field in ["within", "outside", "patterns"] {
+        assert!(
+            create.get(field).is_some(),
+            "CreateTasks lacks {field}: {create}"
+        );
+    }
+    let params: Vec<&str> = doc["paths"]["/api/tasks"]["get"]["parameters"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    for p in ["contains", "absent"] {
+        assert!(params.contains(&p), "GET /api/tasks lacks ?{p}: {params:?}");
+    }
+
     // Both directions: the source's routes are documented, the document's are served.
     let documented = operations(&doc);
     let mut in_source = routes_in_source();
@@ -140,7 +160,7 @@ async fn document_matches_the_router() {
 
     // DELETE last: it removes the batch the other requests use.
     let mut ops: Vec<_> = documented.iter().collect();
-    ops.sort_by_key(|(m, _)| m == "DELETE");
+    ops.sort_by_key(|(m, p)| (m == "DELETE", p == "/api/batches/{id}"));
     for (method, path) in ops {
         let id = if path.starts_with("/api/batches/") {
             batch
@@ -152,6 +172,7 @@ async fn document_matches_the_router() {
             "GET" => app.client.get(&url),
             "POST" => app.client.post(&url).json(&json!({})),
             "DELETE" => app.client.delete(&url),
+            "PUT" => app.client.put(&url).json(&json!({})),
             other => panic!("unexpected method {other}"),
         };
         // POST /api/tasks needs its required field; the others take `{}` or no body.
