@@ -24,6 +24,13 @@ use crate::helpers::{redis_cleanup, redis_url, require_redis, unique};
 
 type Handler = Arc<dyn Fn(&str, SocketAddr) -> Response + Send + Sync>;
 
+/// A hostile robots.txt: its name, how the site answers, a phrase the reason must contain.
+type HostileCase = (
+    &'static str,
+    Box<dyn Fn(&str, SocketAddr) -> Response + Send + Sync>,
+    &'static str,
+);
+
 /// A local site whose every path is answered by `handler`; counts requests per path.
 struct Site {
     addr: SocketAddr,
@@ -190,12 +197,7 @@ async fn a_4xx_robots_txt_allows_everything() {
 
 #[tokio::test]
 async fn hostile_robots_txt_disallow_the_host_with_a_reason() {
-    #[allow(clippy::type_complexity)]
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&str, SocketAddr) -> Response + Send + Sync>,
-        &str,
-    )> = vec![
+    let cases: Vec<HostileCase> = vec![
         (
             "503",
             Box::new(|_, _| status(503)),
