@@ -195,7 +195,7 @@ async fn patterns_story(app: &TestApp) {
     let (_, csv) = get_text(app, &format!("/api/tasks/export?format=csv&batch={batch}")).await;
     let header = csv.lines().next().unwrap_or_default();
     assert!(
-        header.ends_with(&format!(",counts,count:python,count:{P1},count:{P2}")),
+        header.ends_with(&format!(",count:python,count:{P1},count:{P2}")),
         "{header}"
     );
     let (s, html) = get_text(app, &format!("/tasks?absent={}", enc(P1))).await;
