@@ -25,6 +25,7 @@ mod hostile;
 mod openapi;
 mod pipeline;
 mod regions;
+mod robots;
 mod scale;
 mod ssrf;
 mod workers;
