@@ -188,13 +188,12 @@ async fn a_4xx_robots_txt_allows_everything() {
     }
 }
 
+/// How a hostile robots.txt answers (given the path and the server's address).
+type Answer = Box<dyn Fn(&str, SocketAddr) -> Response + Send + Sync>;
+
 #[tokio::test]
 async fn hostile_robots_txt_disallow_the_host_with_a_reason() {
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&str, SocketAddr) -> Response + Send + Sync>,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, Answer, &str)> = vec![
         (
             "503",
             Box::new(|_, _| status(503)),
