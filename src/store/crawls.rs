@@ -123,7 +123,7 @@ macro_rules! insert_crawl_tasks {
             let mut qb = sqlx::QueryBuilder::new(
                 "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, \
                  whole_word, scope, attempts, updated_at, batch_id, run, words, depth, \
-                 found_on, url_key, role) ",
+                 found_on, url_key, role, regions_patterns) ",
             );
             qb.push_values(chunk, |mut b, (url, depth, found_on, role)| {
                 b.push_bind(url.as_str())
@@ -141,7 +141,8 @@ macro_rules! insert_crawl_tasks {
                     .push_bind(*depth)
                     .push_bind(*found_on)
                     .push_bind(url.as_str())
-                    .push_bind(role.map(crate::model::TaskRole::as_str));
+                    .push_bind(role.map(crate::model::TaskRole::as_str))
+                    .push_bind(crate::store::RegionsPatterns::column(options));
             });
             qb.push(" ON CONFLICT (batch_id, url_key) DO NOTHING RETURNING id, url_key");
             for row in qb.build().fetch_all(&mut *$tx).await? {
@@ -316,8 +317,8 @@ impl Store {
             let mut tx = begin_write!(pool);
             let batch: i64 = sqlx::query_scalar(
                 "INSERT INTO batch (label, created_at, word, case_sensitive, whole_word, scope, \
-                 updated_at, created_by, words, kind, crawl_rules) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $2, $7, $8, 'crawl', $9) RETURNING id",
+                 updated_at, created_by, words, kind, crawl_rules, regions_patterns) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $2, $7, $8, 'crawl', $9, $10) RETURNING id",
             )
             .bind(label)
             .bind(now)
@@ -328,6 +329,7 @@ impl Store {
             .bind(created_by)
             .bind(super::json_list(&options.words))
             .bind(&rules_json)
+            .bind(super::RegionsPatterns::column(options))
             .fetch_one(&mut *tx)
             .await?;
             let mut seen = std::collections::HashSet::new();

@@ -39,6 +39,16 @@ async fn pages() -> (String, tokio::task::JoinHandle<()>) {
             get(|| async { ([("content-type", "text/html")], OTHER).into_response() }),
         )
         .route(
+            "/start",
+            get(|| async {
+                (
+                    [("content-type", "text/html")],
+                    "<html><body><p>pi is 3.14</p><a href=\"/other\">other</a></body></html>",
+                )
+                    .into_response()
+            }),
+        )
+        .route(
             "/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(20)).await;
@@ -195,7 +205,7 @@ async fn patterns_story(app: &TestApp) {
     let (_, csv) = get_text(app, &format!("/api/tasks/export?format=csv&batch={batch}")).await;
     let header = csv.lines().next().unwrap_or_default();
     assert!(
-        header.ends_with(&format!(",counts,count:python,count:{P1},count:{P2}")),
+        header.ends_with(&format!(",count:python,count:{P1},count:{P2}")),
         "{header}"
     );
     let (s, html) = get_text(app, &format!("/tasks?absent={}", enc(P1))).await;
@@ -493,6 +503,50 @@ async fn hostile_regions_and_patterns_are_refused_postgres() {
     let db = TestDb::postgres().await;
     let app = TestApp::start(serve_args(&db.url, 0)).await;
     hostile(&app).await;
+    app.stop().await;
+    db.cleanup().await;
+}
+
+/// A crawl counts its patterns on every page it discovers, filtered like any batch.
+#[tokio::test]
+async fn a_crawl_counts_patterns_on_discovered_pages() {
+    let db = TestDb::sqlite();
+    let app = TestApp::start(serve_args(&db.url, 2)).await;
+    let (base, server) = pages().await;
+    let res = app
+        .client
+        .post(app.url("/api/crawls"))
+        .json(&json!({"start": [format!("{base}/start")], "patterns": [P2], "max_pages": 5}))
+        .send()
+        .await
+        .expect("POST /api/crawls");
+    assert_eq!(res.status().as_u16(), 201);
+    let created: Value = res.json().await.expect("JSON");
+    let batch = created["batch_id"].as_i64().expect("batch");
+    let list = eventually(
+        "the crawl fetched both pages",
+        Duration::from_secs(60),
+        || {
+            let app = &app;
+            async move {
+                let (_, l) = get_json(app, &format!("/api/tasks?batch={batch}")).await;
+                let tasks = l["tasks"].as_array()?;
+                (tasks.len() == 2 && tasks.iter().all(|t| t["status"] == "FINISHED")).then_some(l)
+            }
+        },
+    )
+    .await;
+    for t in list["tasks"].as_array().into_iter().flatten() {
+        assert_eq!(t["patterns"], json!([P2]), "{t}");
+        assert_eq!(t["result"]["counts"][P2], 1, "{t}");
+    }
+    let (_, l) = get_json(
+        &app,
+        &format!("/api/tasks?batch={batch}&contains={}", enc(P2)),
+    )
+    .await;
+    assert_eq!(addresses(&l).len(), 2, "{l}");
+    server.abort();
     app.stop().await;
     db.cleanup().await;
 }
