@@ -226,7 +226,8 @@ async fn page(
         .as_deref()
         .and_then(|u| Url::parse(u).ok())
         .unwrap_or_else(|| url.clone());
-    let mut record = crate::actors::worker::record_of(fetched, &opts.word_list());
+    // The keys of `counts`: the words, then the patterns (DESIGN §17).
+    let mut record = crate::actors::worker::record_of(fetched, &opts.count_keys());
     let report = match raw {
         _ if status.is_some_and(|s| s >= 400) => CrawlReport {
             note: Some("an error page: its links are not followed".into()),

@@ -39,16 +39,16 @@ const CLAIM: i64 = 32;
 #[derive(Debug, Clone, Args)]
 pub struct WebhookArgs {
     /// How often the webhook dispatcher looks for due deliveries, in ms.
-    #[arg(long, env = "WEBHOOK_POLL_MS", default_value_t = 1000)]
+    #[arg(long, env = "WEBHOOK_POLL_MS", help_heading = crate::config::heading::WEB, default_value_t = 1000)]
     pub webhook_poll_ms: u64,
 
     /// Time limit of one webhook POST (connect + answer), in ms.
-    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", help_heading = crate::config::heading::WEB, default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
 
     /// Length in ms of one "second" of the retry schedule (5 s, 5 min, 30 min, 2 h, 5 h,
     /// 10 h, 10 h). 1000 in production; tests shorten it.
-    #[arg(long, env = "WEBHOOK_RETRY_UNIT_MS", default_value_t = 1000)]
+    #[arg(long, env = "WEBHOOK_RETRY_UNIT_MS", help_heading = crate::config::heading::WEB, default_value_t = 1000)]
     pub webhook_retry_unit_ms: u64,
 }
 

@@ -25,6 +25,8 @@ mod faults;
 mod hostile;
 mod openapi;
 mod pipeline;
+mod regions;
+mod robots;
 mod scale;
 mod ssrf;
 mod watch;
