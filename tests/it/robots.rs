@@ -190,6 +190,7 @@ async fn a_4xx_robots_txt_allows_everything() {
 
 #[tokio::test]
 async fn hostile_robots_txt_disallow_the_host_with_a_reason() {
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(
         &str,
         Box<dyn Fn(&str, SocketAddr) -> Response + Send + Sync>,
