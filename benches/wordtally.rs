@@ -294,7 +294,7 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
         case_sensitive: cs,
         whole_word: whole,
         scope,
-        words: Vec::new(),
+        ..CountOptions::default()
     };
     let feed_one = |o: CountOptions| -> u64 {
         let mut sum = 0;
@@ -304,6 +304,39 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
                 c.feed(part);
             }
             sum += c.finish().count;
+        }
+        sum
+    };
+    // Words and one pattern in one pass (DESIGN §17); the count is the pattern's.
+    let feed_patterns = |o: CountOptions| -> u64 {
+        let o = CountOptions {
+            patterns: vec![r"py(thon)?\d*".to_owned()],
+            ..o
+        };
+        let mut sum = 0;
+        for page in &pages {
+            let mut c = BodyCounter::for_options(&o, Some("text/html; charset=utf-8"));
+            for part in page.as_bytes().chunks(chunk) {
+                c.feed(part);
+            }
+            sum += c.finish().counts.last().copied().unwrap_or(0);
+        }
+        sum
+    };
+    // Words plus links (hrefs counted into the sum, so the work cannot be skipped).
+    let feed_links = |o: CountOptions| -> u64 {
+        let mut sum = 0;
+        for page in &pages {
+            let mut c = BodyCounter::new_with_links(
+                &o,
+                Some("text/html; charset=utf-8"),
+                wordtally::count::LinkOptions::default(),
+            );
+            for part in page.as_bytes().chunks(chunk) {
+                c.feed(part);
+            }
+            let s = c.finish();
+            sum += s.count + s.links.map_or(0, |l| l.hrefs.len() as u64);
         }
         sum
     };
@@ -428,6 +461,14 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
             Box::new(|| feed_one(opts(true, false, Scope::Text))),
         ),
         (
+            "text, default options, with links (crawl: hrefs, base, nofollow)",
+            Box::new(|| feed_links(CountOptions::default())),
+        ),
+        (
+            "raw, case-insensitive, whole word, with links (tags-only scanner beside)",
+            Box::new(|| feed_links(opts(false, true, Scope::Raw))),
+        ),
+        (
             "text, 1 word via new_words (default options)",
             Box::new(|| feed(&one, false, true, Scope::Text)),
         ),
@@ -438,6 +479,18 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
         (
             "text, 20 words, case-sensitive, substring",
             Box::new(|| feed(&twenty, true, false, Scope::Text)),
+        ),
+        (
+            "text, 1 pattern (`py(thon)?\\d*` beside `python`, default options)",
+            Box::new(|| feed_patterns(CountOptions::default())),
+        ),
+        (
+            "text, 1 pattern, case-sensitive, substring",
+            Box::new(|| feed_patterns(opts(true, false, Scope::Text))),
+        ),
+        (
+            "raw, 1 pattern (`py(thon)?\\d*` beside `python`, case-insensitive, whole word)",
+            Box::new(|| feed_patterns(opts(false, true, Scope::Raw))),
         ),
     ];
     for (name, f) in rows {

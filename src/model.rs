@@ -361,6 +361,7 @@ mod tests {
             run: 2,
             address: "http://example.com/".into(),
             options: CountOptions::default(),
+            crawl: None,
         };
         let v: serde_json::Value = serde_json::to_value(&job).unwrap();
         assert_eq!(v["task_id"], 7);

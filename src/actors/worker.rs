@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::address::normalize_address;
 use crate::bus::SharedPublisher;
 use crate::count::{BodyCounter, CountSummary};
+use crate::crawl::job::CrawlKit;
 use crate::fetch::{BodySink, Fetched, Fetcher};
 use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
 use crate::outcome::Outcome;
@@ -60,16 +61,13 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
         Err(e) => return error_record(e.to_string(), started),
     };
     let opts = job.options.clone();
-    let words = opts.word_list();
+    // The keys of `counts`: the words, then the patterns (DESIGN §14, §17).
+    let words = opts.count_keys();
     let fetched = fetcher
         .fetch(&url, |meta| {
             let ct = meta.content_type.as_deref();
-            CountingSink(if words.len() > 1 {
-                // One pass over the body for every word (DESIGN §14).
-                BodyCounter::new_words(&words, opts.case_sensitive, opts.whole_word, opts.scope, ct)
-            } else {
-                BodyCounter::new(&opts, ct)
-            })
+            // One pass over the body for every word and pattern.
+            CountingSink(BodyCounter::for_options(&opts, ct))
         })
         .await;
     record_of(fetched, &words)
@@ -135,6 +133,8 @@ pub struct WorkerCtx {
     pub queue: SharedQueue,
     pub publisher: SharedPublisher,
     pub fetcher: Fetcher,
+    /// robots.txt, politeness and link scopes, shared by every runner (DESIGN §15).
+    pub crawl: CrawlKit,
     pub max_deliveries: u32,
     /// This process's consumer name in the queue (host-pid-random).
     pub consumer: String,
@@ -184,6 +184,8 @@ impl WorkerCtx {
                 ),
                 Instant::now(),
             )
+        } else if let Some(crawl) = &d.job.crawl {
+            crate::crawl::job::carry_out(&self.crawl, &self.fetcher, &d.job, crawl).await
         } else {
             carry_out(&self.fetcher, &d.job).await
         };
@@ -290,6 +292,7 @@ pub struct WorkerPoolArgs {
     pub queue: SharedQueue,
     pub publisher: SharedPublisher,
     pub fetcher: Fetcher,
+    pub crawl: CrawlKit,
     pub workers: usize,
     pub max_deliveries: u32,
     pub consumer: String,
@@ -408,6 +411,7 @@ impl Actor for WorkerPool {
             queue: args.queue,
             publisher: args.publisher,
             fetcher: args.fetcher,
+            crawl: args.crawl,
             max_deliveries: args.max_deliveries,
             consumer: args.consumer,
             in_flight: Mutex::new(HashSet::new()),

@@ -67,6 +67,9 @@ pub struct CrawlArgs {
     /// Where to count: the page's text or its raw HTML.
     #[arg(long, value_enum, default_value_t = ScopeArg::Text)]
     pub scope: ScopeArg,
+    /// Regions and patterns (DESIGN §17), as on `submit`.
+    #[command(flatten)]
+    pub regions: super::submit::RegionPatternArgs,
     /// A name for the crawl's batch.
     #[arg(long)]
     pub label: Option<String>,
@@ -123,6 +126,7 @@ pub fn body(args: &CrawlArgs) -> serde_json::Value {
         [w] => body["word"] = json!(w),
         many => body["words"] = json!(many),
     }
+    args.regions.add_to(&mut body);
     match args.sitemap.as_slice() {
         [] => {}
         [a] if a == "auto" => body["sitemaps"] = json!("auto"),

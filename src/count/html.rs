@@ -71,7 +71,13 @@ struct TextState {
     /// Depth of open `script`/`style` elements inside foreign content (tokenized normally
     /// there, but still not shown).
     foreign_hidden_depth: u32,
+    /// Every start tag with its attributes, in order, when recording (the oracle of the
+    /// link and region tests; unbounded, tests only).
+    start_tags: Option<Vec<StartTag>>,
 }
+
+/// A start tag as html5ever's tokenizer emitted it: name and attributes (name, value).
+pub(crate) type StartTag = (String, Vec<(String, String)>);
 
 impl TextState {
     fn hidden(&self) -> bool {
@@ -80,6 +86,16 @@ impl TextState {
 
     fn on_tag(&mut self, tag: &Tag) -> TokenSinkResult<()> {
         let name: &str = &tag.name;
+        if let Some(tags) = &mut self.start_tags
+            && tag.kind == TagKind::StartTag
+        {
+            let attrs = tag
+                .attrs
+                .iter()
+                .map(|a| (a.name.local.to_string(), a.value.to_string()))
+                .collect();
+            tags.push((name.to_owned(), attrs));
+        }
         if !is_inline(name) {
             self.matcher.push_separator();
         }
@@ -261,6 +277,7 @@ impl HtmlText {
                 in_hidden_raw: false,
                 foreign_depth: 0,
                 foreign_hidden_depth: 0,
+                start_tags: None,
             }),
         };
         HtmlText {
@@ -282,8 +299,23 @@ impl HtmlText {
 
     /// Ends the document and returns one count per word.
     pub(crate) fn finish(self) -> Vec<u64> {
+        self.finish_with_tags().0
+    }
+
+    /// Like [`new`](Self::new), also recording every start tag (for
+    /// [`finish_with_tags`](Self::finish_with_tags)).
+    #[cfg(test)]
+    pub(crate) fn recording_tags(matcher: Counter) -> Self {
+        let h = Self::new(matcher);
+        h.tokenizer.sink.state.borrow_mut().start_tags = Some(Vec::new());
+        h
+    }
+
+    /// Ends the document: one count per word, and the start tags when recording.
+    pub(crate) fn finish_with_tags(self) -> (Vec<u64>, Vec<StartTag>) {
         self.tokenizer.end();
-        self.tokenizer.sink.state.into_inner().matcher.finish()
+        let st = self.tokenizer.sink.state.into_inner();
+        (st.matcher.finish(), st.start_tags.unwrap_or_default())
     }
 }
 

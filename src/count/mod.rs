@@ -13,7 +13,11 @@
 mod charset;
 pub mod fold_search;
 mod html;
+mod links;
+#[cfg(test)]
+mod links_tests;
 mod matcher;
+mod pattern;
 mod scanner;
 #[cfg(test)]
 mod scanner_tests;
@@ -28,8 +32,82 @@ use serde::{Deserialize, Serialize};
 
 use self::charset::{ContentType, SNIFF_LEN};
 use self::html::HtmlText;
+use self::links::LinkCollector;
+pub use self::links::{LinkOptions, PageLinks};
 use self::scanner::Scanner;
 use self::words::Counter;
+
+pub use self::pattern::{AUTOMATON_LIMIT, MAX_PATTERN_CHARS, MAX_PATTERNS, validate_patterns};
+
+/// Most CSS selectors in each of `within` and `outside` (DESIGN §17).
+pub const MAX_SELECTORS: usize = 20;
+/// Longest CSS selector (in chars).
+pub const MAX_SELECTOR_CHARS: usize = 1000;
+/// Deepest nesting of brackets in a selector (`:not(:not(…))`): a cheap bound on what a
+/// selector parser must recurse through, whatever engine checks the rest.
+pub const MAX_SELECTOR_NESTING: usize = 32;
+
+/// Refuses raw control characters and U+FFFD in a user's selector or pattern: U+FFFD is
+/// what a form or JSON decoder leaves of invalid UTF-8, so the request was not what its
+/// sender meant (escapes like `\t` in a pattern are fine).
+pub(crate) fn check_chars(what: &str, s: &str) -> Result<(), String> {
+    if s.contains('\u{FFFD}') {
+        return Err(format!(
+            "{what} contains U+FFFD (invalid UTF-8 in the request?)"
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Checks the limits of the regions this module owns: at most [`MAX_SELECTORS`] selectors
+/// in each list, each non-empty and at most [`MAX_SELECTOR_CHARS`], and regions only with
+/// the text scope (the raw scope has no elements). The selector syntax itself is checked
+/// by the regions engine (`count::validate_regions`, H-links' `select.rs`).
+pub fn validate_region_limits(
+    within: &[String],
+    outside: &[String],
+    scope: Scope,
+) -> Result<(), String> {
+    for (name, list) in [("within", within), ("outside", outside)] {
+        if list.len() > MAX_SELECTORS {
+            return Err(format!("`{name}`: at most {MAX_SELECTORS} selectors"));
+        }
+        for sel in list {
+            if sel.trim().is_empty() {
+                return Err(format!("`{name}`: a selector must not be empty"));
+            }
+            if sel.chars().count() > MAX_SELECTOR_CHARS {
+                return Err(format!(
+                    "`{name}`: a selector must be at most {MAX_SELECTOR_CHARS} characters long"
+                ));
+            }
+            check_chars(&format!("`{name}` selector"), sel)?;
+            let mut depth = 0usize;
+            for c in sel.chars() {
+                match c {
+                    '(' | '[' => depth += 1,
+                    ')' | ']' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                if depth > MAX_SELECTOR_NESTING {
+                    return Err(format!(
+                        "`{name}`: a selector may nest at most {MAX_SELECTOR_NESTING} levels \
+                         of brackets (`:not(:not(…))`)"
+                    ));
+                }
+            }
+        }
+    }
+    if scope == Scope::Raw && !(within.is_empty() && outside.is_empty()) {
+        return Err(
+            "regions (`within`, `outside`) apply to the text scope only, not to `raw`".to_owned(),
+        );
+    }
+    Ok(())
+}
 
 /// Longest word (in chars) a task may count; keeps the carry-over buffer tiny.
 pub const MAX_WORD_CHARS: usize = 100;
@@ -75,6 +153,18 @@ pub struct CountOptions {
     /// the first word). Empty = just `word`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub words: Vec<String>,
+    /// Regions (DESIGN §17): CSS selectors whose elements are the only ones counted.
+    /// Empty = the whole page. Text scope only (the raw scope has no elements).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub within: Vec<String>,
+    /// Regions (DESIGN §17): CSS selectors whose elements are never counted (navigation,
+    /// footers, sidebars repeated on every page). Text scope only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<String>,
+    /// Regular expressions counted beside the words over the same text stream, each with
+    /// its own count keyed by the pattern text (leftmost-first, non-overlapping).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<String>,
 }
 
 impl Default for CountOptions {
@@ -86,6 +176,9 @@ impl Default for CountOptions {
             whole_word: true,
             scope: Scope::Text,
             words: Vec::new(),
+            within: Vec::new(),
+            outside: Vec::new(),
+            patterns: Vec::new(),
         }
     }
 }
@@ -109,13 +202,27 @@ impl CountOptions {
         self.words = if words.len() > 1 { words } else { Vec::new() };
     }
 
-    /// Like [`validate`](Self::validate), for every word of the list.
+    /// Everything a submitted task asks for, checked in one place (the task form, the API
+    /// and the crawls reuse it): every word ([`validate`](Self::validate)), the regions'
+    /// limits and syntax, and the patterns ([`validate_patterns`]).
     pub fn validate_all(&self) -> Result<(), String> {
         if self.words.is_empty() {
-            self.validate()
+            self.validate()?;
         } else {
-            validate_words(&self.words)
+            validate_words(&self.words)?;
         }
+        validate_region_limits(&self.within, &self.outside, self.scope)?;
+        // LEAD: when H-links' regions engine is merged, check the selectors' syntax here:
+        // `validate_regions(&self.within, &self.outside)?;`
+        validate_patterns(&self.patterns, &self.word_list(), self.case_sensitive)
+    }
+
+    /// The keys of a result's `counts`, in the order of [`CountSummary::counts`] from
+    /// [`BodyCounter::for_options`]: the words, then the patterns (their text).
+    pub fn count_keys(&self) -> Vec<String> {
+        let mut keys = self.word_list();
+        keys.extend(self.patterns.iter().cloned());
+        keys
     }
 
     /// Checks a user-supplied option set; `Err` is a human sentence fit to show in the form.
@@ -220,6 +327,9 @@ pub struct CountSummary {
     pub charset: &'static str,
     /// Why that charset was used.
     pub charset_source: CharsetSource,
+    /// The page's links (DESIGN §15), collected in the same pass: `None` unless asked for
+    /// ([`BodyCounter::new_with_links`]) and the body is HTML.
+    pub links: Option<PageLinks>,
 }
 
 /// Which extractor turns an HTML page into its visible text.
@@ -237,11 +347,34 @@ enum Pipeline {
     Plain(Box<Counter>),
     Html(Box<Scanner>),
     Oracle(Box<HtmlText>),
+    /// Raw scope with links: the counter gets the raw text, a muted scanner the same
+    /// pieces for its tag events.
+    RawLinks(Box<Counter>, Box<Scanner>),
 }
 
 impl Pipeline {
     fn new(spec: &Spec<'_>, content_is_html: bool, engine: Engine) -> Self {
-        let counter = Counter::new(spec.words, spec.case_sensitive, spec.whole_word);
+        let counter = Counter::with_patterns(
+            spec.words,
+            spec.patterns,
+            spec.case_sensitive,
+            spec.whole_word,
+        );
+        if let (Some(links), true, Engine::Scanner) = (spec.links, content_is_html, engine) {
+            let collector = LinkCollector::new(links);
+            return match spec.scope {
+                Scope::Text => {
+                    Pipeline::Html(Box::new(Scanner::with_links(counter, collector, false)))
+                }
+                Scope::Raw => {
+                    let idle = Counter::new(&[String::new()], true, false);
+                    Pipeline::RawLinks(
+                        Box::new(counter),
+                        Box::new(Scanner::with_links(idle, collector, true)),
+                    )
+                }
+            };
+        }
         if spec.scope == Scope::Text && content_is_html {
             match engine {
                 Engine::Scanner => Pipeline::Html(Box::new(Scanner::new(counter))),
@@ -257,6 +390,10 @@ impl Pipeline {
             Pipeline::Plain(m) => m.push_str(s),
             Pipeline::Html(h) => h.push_str(s),
             Pipeline::Oracle(h) => h.push_str(s),
+            Pipeline::RawLinks(m, t) => {
+                m.push_str(s);
+                t.push_str(s);
+            }
         }
     }
 
@@ -266,11 +403,12 @@ impl Pipeline {
         matches!(self, Pipeline::Plain(m) if m.takes_bytes())
     }
 
-    fn finish(self) -> Vec<u64> {
+    fn finish(self) -> (Vec<u64>, Option<PageLinks>) {
         match self {
-            Pipeline::Plain(m) => m.finish(),
-            Pipeline::Html(h) => h.finish(),
-            Pipeline::Oracle(h) => h.finish(),
+            Pipeline::Plain(m) => (m.finish(), None),
+            Pipeline::Html(h) => h.finish_all(),
+            Pipeline::Oracle(h) => (h.finish(), None),
+            Pipeline::RawLinks(m, t) => (m.finish(), t.finish_all().1),
         }
     }
 }
@@ -278,18 +416,24 @@ impl Pipeline {
 /// What to count, borrowed: the words and the options shared by all of them.
 struct Spec<'a> {
     words: &'a [String],
+    /// Regular expressions counted after the words (DESIGN §17).
+    patterns: &'a [String],
     case_sensitive: bool,
     whole_word: bool,
     scope: Scope,
+    /// Collect the page's links too (HTML bodies only).
+    links: Option<LinkOptions>,
 }
 
 impl<'a> Spec<'a> {
     fn of(opts: &'a CountOptions) -> Self {
         Spec {
             words: std::slice::from_ref(&opts.word),
+            patterns: &[],
             case_sensitive: opts.case_sensitive,
             whole_word: opts.whole_word,
             scope: opts.scope,
+            links: None,
         }
     }
 }
@@ -358,9 +502,49 @@ impl BodyCounter {
     ) -> Self {
         let spec = Spec {
             words,
+            patterns: &[],
             case_sensitive,
             whole_word,
             scope,
+            links: None,
+        };
+        Self::with_spec(&spec, content_type)
+    }
+
+    /// Counts like [`BodyCounter::new`] (or [`BodyCounter::new_words`] when `opts.words`
+    /// lists several words) and, in the same pass, collects the page's links for a crawl
+    /// (DESIGN §15): the summary's `links` is `Some` for an HTML body, `None` otherwise.
+    /// Works in both scopes: in `raw` the words are counted on the raw text while the
+    /// scanner reads only the tags.
+    pub fn new_with_links(
+        opts: &CountOptions,
+        content_type: Option<&str>,
+        links: LinkOptions,
+    ) -> Self {
+        let words = opts.word_list();
+        let spec = Spec {
+            words: &words,
+            patterns: &opts.patterns,
+            case_sensitive: opts.case_sensitive,
+            whole_word: opts.whole_word,
+            scope: opts.scope,
+            links: Some(links),
+        };
+        Self::with_spec(&spec, content_type)
+    }
+
+    /// Counts everything `opts` asks for in one pass: its words (one or several) and its
+    /// patterns; the summary's `counts` follow [`CountOptions::count_keys`]. Options are
+    /// expected to be [validated](CountOptions::validate_all).
+    pub fn for_options(opts: &CountOptions, content_type: Option<&str>) -> Self {
+        let words = opts.word_list();
+        let spec = Spec {
+            words: &words,
+            patterns: &opts.patterns,
+            case_sensitive: opts.case_sensitive,
+            whole_word: opts.whole_word,
+            scope: opts.scope,
+            links: None,
         };
         Self::with_spec(&spec, content_type)
     }
@@ -403,12 +587,13 @@ impl BodyCounter {
             // Unreachable: start_decoding always sets it.
             None => (encoding_rs::WINDOWS_1252.name(), CharsetSource::Guess),
         };
-        let counts = self.pipeline.finish();
+        let (counts, links) = self.pipeline.finish();
         CountSummary {
             count: counts.first().copied().unwrap_or(0),
             counts,
             charset,
             charset_source,
+            links,
         }
     }
 
@@ -542,7 +727,7 @@ impl BodyCounter {
 pub fn count_text(opts: &CountOptions, content_is_html: bool, text: &str) -> u64 {
     let mut pipeline = Pipeline::new(&Spec::of(opts), content_is_html, Engine::Scanner);
     pipeline.push_str(text);
-    pipeline.finish().first().copied().unwrap_or(0)
+    pipeline.finish().0.first().copied().unwrap_or(0)
 }
 
 /// [`count_text`] for several words: one count per word, in order.
@@ -556,13 +741,15 @@ pub fn count_text_words(
 ) -> Vec<u64> {
     let spec = Spec {
         words,
+        patterns: &[],
         case_sensitive,
         whole_word,
         scope,
+        links: None,
     };
     let mut pipeline = Pipeline::new(&spec, content_is_html, Engine::Scanner);
     pipeline.push_str(text);
-    pipeline.finish()
+    pipeline.finish().0
 }
 
 /// The same count with html5ever's tokenizer instead of the scanner, text fed in pieces
@@ -580,9 +767,11 @@ pub fn count_text_html5ever(
 ) -> Vec<u64> {
     let spec = Spec {
         words,
+        patterns: &[],
         case_sensitive,
         whole_word,
         scope,
+        links: None,
     };
     let mut pipeline = Pipeline::new(&spec, content_is_html, Engine::Html5ever);
     let mut rest = text;
@@ -594,7 +783,19 @@ pub fn count_text_html5ever(
         pipeline.push_str(&rest[..cut]);
         rest = &rest[cut..];
     }
-    pipeline.finish()
+    pipeline.finish().0
+}
+
+/// Tests only: the text stream html5ever's extractor gives for an HTML page (a block
+/// boundary as `\0`), the input of the pattern oracle on the corpus.
+#[cfg(test)]
+pub(crate) fn text_stream_html5ever(text: &str) -> String {
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut h = HtmlText::new(Counter::Record(std::sync::Arc::clone(&out)));
+    h.push_str(text);
+    h.finish();
+    let s = out.lock().map(|s| s.clone()).unwrap_or_default();
+    s
 }
 
 #[cfg(test)]

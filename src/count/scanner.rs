@@ -32,6 +32,7 @@
 
 use memchr::{memchr, memchr2, memchr3};
 
+use super::links::{LinkCollector, LinkTag, PageLinks, Slot};
 use super::words::Counter;
 
 /// Longest tag name kept; longer names are "some other tag" (the longest name the policy
@@ -102,6 +103,11 @@ enum Raw {
 enum Ret {
     Data,
     Rcdata,
+    /// An attribute value that is being read (links): double-quoted, single-quoted,
+    /// unquoted. The decoded text goes to the value, not to the counter.
+    AttrDq,
+    AttrSq,
+    AttrUnq,
 }
 
 /// Tokenizer states (names follow the WHATWG spec / html5ever).
@@ -306,6 +312,20 @@ pub(crate) struct Scanner {
     in_hidden_raw: bool,
     foreign_depth: u32,
     foreign_hidden_depth: u32,
+    // --- tag events (links, DESIGN §15); all idle when `links` is `None`
+    /// Text is not counted: the raw scope runs the scanner for its tag events only.
+    mute: bool,
+    /// Collects the page's links from the link tags' attributes, when asked for.
+    links: Option<Box<LinkCollector>>,
+    /// The current start tag is a link tag whose attributes are being read.
+    tag_cap: bool,
+    /// Name of the attribute being read (ASCII-lowercased), with `tag_cap`.
+    attr_name: Name,
+    /// Where the current attribute's value goes, when the collector wants it.
+    val_slot: Option<Slot>,
+    /// The value's last char was a CR turned into LF: an LF right after it is dropped
+    /// (html5ever's newline normalization, which attribute values keep).
+    val_cr: bool,
 }
 
 impl Scanner {
@@ -333,12 +353,28 @@ impl Scanner {
             in_hidden_raw: false,
             foreign_depth: 0,
             foreign_hidden_depth: 0,
+            mute: false,
+            links: None,
+            tag_cap: false,
+            attr_name: Name::EMPTY,
+            val_slot: None,
+            val_cr: false,
         }
+    }
+
+    /// A scanner that also collects the page's links (`links`), and counts the text only
+    /// unless `mute` (the raw scope counts the raw text elsewhere and runs the scanner for
+    /// its tags only: one pass over the chunks, nothing decoded twice).
+    pub(crate) fn with_links(out: Counter, links: LinkCollector, mute: bool) -> Self {
+        let mut s = Scanner::new(out);
+        s.links = Some(Box::new(links));
+        s.mute = mute;
+        s
     }
 
     #[inline]
     fn hidden(&self) -> bool {
-        self.in_hidden_raw || self.template_depth > 0 || self.foreign_hidden_depth > 0
+        self.mute || self.in_hidden_raw || self.template_depth > 0 || self.foreign_hidden_depth > 0
     }
 
     /// Visible text (dropped while inside hidden content).
@@ -347,11 +383,6 @@ impl Scanner {
         if !s.is_empty() && !self.hidden() {
             self.out.push_str(s);
         }
-    }
-
-    fn text_char(&mut self, c: char) {
-        let mut b = [0; 4];
-        self.text(c.encode_utf8(&mut b));
     }
 
     /// Re-emits `</` and the bytes of a raw end tag that turned out not to be one.
@@ -379,7 +410,137 @@ impl Scanner {
         match self.ref_ret {
             Ret::Data => St::Data,
             Ret::Rcdata => St::Rcdata,
+            Ret::AttrDq => St::AttrDq,
+            Ret::AttrSq => St::AttrSq,
+            Ret::AttrUnq => St::AttrUnq,
         }
+    }
+
+    /// Text produced by a character reference: visible text, or the attribute value
+    /// being read.
+    #[inline]
+    fn ref_out(&mut self, s: &str) {
+        match self.ref_ret {
+            Ret::Data | Ret::Rcdata => self.text(s),
+            Ret::AttrDq | Ret::AttrSq | Ret::AttrUnq => self.attr_text(s),
+        }
+    }
+
+    fn ref_char(&mut self, c: char) {
+        let mut b = [0; 4];
+        self.ref_out(c.encode_utf8(&mut b));
+    }
+
+    /// Decoded text of the attribute value being read (only called with a slot).
+    fn attr_text(&mut self, s: &str) {
+        self.val_cr = false;
+        if let (Some(slot), Some(l)) = (self.val_slot, &mut self.links)
+            && !s.is_empty()
+        {
+            l.value(slot, s);
+        }
+    }
+
+    /// The tag name ended and attributes may follow: a link start tag starts being read.
+    #[inline]
+    fn tag_begin_attrs(&mut self) {
+        if let Some(l) = &mut self.links
+            && !self.end_tag
+            && let Some(t) = LinkTag::of(self.name.get())
+        {
+            l.start_tag(t);
+            self.tag_cap = true;
+        }
+    }
+
+    /// The attribute name being read (with `tag_cap`) ended: where its value goes.
+    fn attr_name_done(&mut self) {
+        let name = self.attr_name;
+        self.val_slot = match &mut self.links {
+            Some(l) => l.attr(name.get()),
+            None => None,
+        };
+    }
+
+    /// Reads a quoted attribute value that the collector wants, from `b[i..]`, up to the
+    /// closing quote `q` (or a `&`, or the end of the piece); returns where it stopped.
+    /// CR and CR LF become LF, NUL becomes U+FFFD, as html5ever's tokenizer does.
+    fn attr_quoted(&mut self, s: &str, mut i: usize, q: u8) -> usize {
+        let b = s.as_bytes();
+        let n = b.len();
+        let mut run = i;
+        while i < n {
+            let c = b[i];
+            if c != q && !matches!(c, b'&' | b'\r' | b'\n' | 0) {
+                i += 1;
+                continue;
+            }
+            if run < i {
+                self.attr_text(&s[run..i]);
+            }
+            i += 1;
+            run = i;
+            match c {
+                b'&' => {
+                    self.start_ref(if q == b'"' { Ret::AttrDq } else { Ret::AttrSq });
+                    return i;
+                }
+                b'\r' => {
+                    self.attr_text("\n");
+                    self.val_cr = true;
+                }
+                b'\n' if self.val_cr => self.val_cr = false,
+                b'\n' => self.attr_text("\n"),
+                0 => self.attr_text("\u{FFFD}"),
+                _ => {
+                    self.st = St::AfterAttrQuoted;
+                    return i;
+                }
+            }
+        }
+        if run < i {
+            self.attr_text(&s[run..i]);
+        }
+        i
+    }
+
+    /// Reads an unquoted attribute value that the collector wants (see
+    /// [`attr_quoted`](Self::attr_quoted)); CR, LF and other whitespace end it.
+    fn attr_unquoted(&mut self, s: &str, mut i: usize) -> usize {
+        let b = s.as_bytes();
+        let n = b.len();
+        let mut run = i;
+        while i < n {
+            let c = b[i];
+            if !is_ws(c) && !matches!(c, b'&' | b'>' | 0) {
+                i += 1;
+                continue;
+            }
+            if run < i {
+                self.attr_text(&s[run..i]);
+            }
+            i += 1;
+            run = i;
+            match c {
+                b'&' => {
+                    self.start_ref(Ret::AttrUnq);
+                    return i;
+                }
+                b'>' => {
+                    self.st = self.emit_tag();
+                    return i;
+                }
+                0 => self.attr_text("\u{FFFD}"),
+                _ => {
+                    self.st = St::BeforeAttrName;
+                    return i;
+                }
+            }
+        }
+        if run < i {
+            self.attr_text(&s[run..i]);
+        }
+        i
     }
 
     fn start_ref(&mut self, ret: Ret) {
@@ -394,27 +555,45 @@ impl Scanner {
     }
 
     /// Ends a named reference: the entity's chars (or `&`) and the consumed bytes after
-    /// the longest match, as text. The byte that ended it is reconsumed by the caller.
-    fn finish_named(&mut self) {
+    /// the longest match, as text. The byte that ended it (`next`, none at the end of the
+    /// input) is reconsumed by the caller.
+    ///
+    /// In an attribute value, HTML's legacy rule: a match not ending in `;` followed by
+    /// `=` or an ASCII alphanumeric is not a reference (`?a=1&copy=2` keeps `&copy`).
+    fn finish_named(&mut self, next: Option<u8>) {
         let buf = self.ref_buf;
         let len = self.ref_len as usize;
+        let in_attr = matches!(self.ref_ret, Ret::AttrDq | Ret::AttrSq | Ret::AttrUnq);
         let rest_from = match self.ref_match {
+            Some((_, _, n))
+                if in_attr && buf[n as usize - 1] != b';' && {
+                    let after = if (n as usize) < len {
+                        Some(buf[n as usize])
+                    } else {
+                        next
+                    };
+                    after.is_some_and(|c| c == b'=' || c.is_ascii_alphanumeric())
+                } =>
+            {
+                self.ref_out("&");
+                0
+            }
             Some((c1, c2, n)) => {
                 for c in [c1, c2] {
                     if let Some(ch) = char::from_u32(c).filter(|_| c != 0) {
-                        self.text_char(ch);
+                        self.ref_char(ch);
                     }
                 }
                 n as usize
             }
             None => {
-                self.text("&");
+                self.ref_out("&");
                 0
             }
         };
         // Only ASCII alphanumerics (and a final `;` of a full match) are stored.
         if let Ok(rest) = std::str::from_utf8(&buf[rest_from..len]) {
-            self.text(rest);
+            self.ref_out(rest);
         }
         self.st = self.ret_state();
     }
@@ -444,28 +623,35 @@ impl Scanner {
         // `key.len() < REF_CAP`, so it fits in a u8.
         self.ref_len = key.len() as u8;
         self.ref_match = Some((c1, c2, key.len() as u8));
-        self.finish_named();
+        self.finish_named(None);
         Some(key.len())
     }
 
     /// Ends a numeric reference that had digits.
     fn finish_numeric(&mut self) {
         let c = numeric_char(self.num, self.num_too_big);
-        self.text_char(c);
+        self.ref_char(c);
         self.st = self.ret_state();
     }
 
     /// Text of a numeric reference without digits (`&#`, `&#x`), emitted as is.
     fn unconsume_numeric(&mut self) {
-        self.text("&#");
+        self.ref_out("&#");
         if let Some(x) = self.num_hex {
-            self.text(if x == b'X' { "X" } else { "x" });
+            self.ref_out(if x == b'X' { "X" } else { "x" });
         }
         self.st = self.ret_state();
     }
 
     /// A complete tag: the same policy as `html::TextState::on_tag`; returns the next state.
     fn emit_tag(&mut self) -> St {
+        if self.tag_cap {
+            self.tag_cap = false;
+            self.val_slot = None;
+            if let Some(l) = &mut self.links {
+                l.end_tag();
+            }
+        }
         let name = self.name;
         let name = name.get();
         if !is_inline(name) {
@@ -531,6 +717,8 @@ impl Scanner {
     fn start_tag_name(&mut self, end_tag: bool, first: u8) {
         self.end_tag = end_tag;
         self.self_closing = false;
+        self.tag_cap = false;
+        self.val_slot = None;
         self.name = Name::EMPTY;
         self.name.push(first.to_ascii_lowercase());
         self.st = St::TagName;
@@ -825,10 +1013,12 @@ impl Scanner {
                         match c {
                             _ if is_ws(c) => {
                                 self.st = St::BeforeAttrName;
+                                self.tag_begin_attrs();
                                 break;
                             }
                             b'/' => {
                                 self.st = St::SelfClosing;
+                                self.tag_begin_attrs();
                                 break;
                             }
                             b'>' => {
@@ -846,7 +1036,36 @@ impl Scanner {
                         _ if is_ws(c) => {}
                         b'/' => self.st = St::SelfClosing,
                         b'>' => self.st = self.emit_tag(),
-                        _ => self.st = St::AttrName,
+                        _ => self.start_attr_name(c),
+                    }
+                }
+                St::AttrName if self.tag_cap => {
+                    while i < n {
+                        let c = b[i];
+                        i += 1;
+                        match c {
+                            _ if is_ws(c) => {
+                                self.attr_name_done();
+                                self.st = St::AfterAttrName;
+                                break;
+                            }
+                            b'/' => {
+                                self.attr_name_done();
+                                self.st = St::SelfClosing;
+                                break;
+                            }
+                            b'=' => {
+                                self.attr_name_done();
+                                self.st = St::BeforeAttrValue;
+                                break;
+                            }
+                            b'>' => {
+                                self.attr_name_done();
+                                self.st = self.emit_tag();
+                                break;
+                            }
+                            _ => self.attr_name.push(c.to_ascii_lowercase()),
+                        }
                     }
                 }
                 St::AttrName => {
@@ -882,20 +1101,35 @@ impl Scanner {
                         b'/' => self.st = St::SelfClosing,
                         b'=' => self.st = St::BeforeAttrValue,
                         b'>' => self.st = self.emit_tag(),
-                        _ => self.st = St::AttrName,
+                        _ => self.start_attr_name(c),
                     }
                 }
                 St::BeforeAttrValue => {
                     let c = b[i];
-                    i += 1;
+                    self.val_cr = false;
                     match c {
-                        _ if is_ws(c) => {}
-                        b'"' => self.st = St::AttrDq,
-                        b'\'' => self.st = St::AttrSq,
-                        b'>' => self.st = self.emit_tag(),
+                        _ if is_ws(c) => i += 1,
+                        b'"' => {
+                            i += 1;
+                            self.st = St::AttrDq;
+                        }
+                        b'\'' => {
+                            i += 1;
+                            self.st = St::AttrSq;
+                        }
+                        b'>' => {
+                            i += 1;
+                            self.st = self.emit_tag();
+                        }
+                        // Reconsumed: the first char of the value.
                         _ => self.st = St::AttrUnq,
                     }
                 }
+                St::AttrDq | St::AttrSq if self.val_slot.is_some() => {
+                    let q = if self.st == St::AttrDq { b'"' } else { b'\'' };
+                    i = self.attr_quoted(s, i, q);
+                }
+                St::AttrUnq if self.val_slot.is_some() => i = self.attr_unquoted(s, i),
                 St::AttrDq | St::AttrSq => {
                     let q = if self.st == St::AttrDq { b'"' } else { b'\'' };
                     match memchr(q, &b[i..]) {
@@ -1091,7 +1325,7 @@ impl Scanner {
                         i += 1;
                         self.st = St::RefHash;
                     } else {
-                        self.text("&");
+                        self.ref_out("&");
                         self.st = self.ret_state();
                     }
                 }
@@ -1151,11 +1385,11 @@ impl Scanner {
                         self.ref_len += 1;
                         if c == b';' {
                             // Nothing longer can match after a `;`.
-                            self.finish_named();
+                            self.finish_named(None);
                         }
                     } else {
                         // Reconsume `c` in the return state.
-                        self.finish_named();
+                        self.finish_named(Some(c));
                     }
                 }
             }
@@ -1172,22 +1406,41 @@ impl Scanner {
         }
     }
 
+    /// An attribute name starts with `c` (consumed); read when the tag is a link tag.
+    #[inline]
+    fn start_attr_name(&mut self, c: u8) {
+        if self.tag_cap {
+            self.attr_name = Name::EMPTY;
+            self.attr_name.push(c.to_ascii_lowercase());
+        }
+        self.st = St::AttrName;
+    }
+
     /// Ends the document and returns one count per word.
-    pub(crate) fn finish(mut self) -> Vec<u64> {
+    #[cfg(test)]
+    pub(crate) fn finish(self) -> Vec<u64> {
+        self.finish_all().0
+    }
+
+    /// Ends the document: one count per word, and the links when they were collected.
+    /// A tag still open at the end is not a tag (html5ever emits none), so its attributes
+    /// are dropped.
+    pub(crate) fn finish_all(mut self) -> (Vec<u64>, Option<PageLinks>) {
         match self.st {
             St::TagOpen => self.text("<"),
             St::EndTagOpen => self.text("</"),
             St::RawLt(kind) if kind != Raw::Script => self.text("<"),
             St::RawEndTagOpen(kind) | St::RawEndTagName(kind) => self.flush_raw_end(kind),
-            St::RefBegin => self.text("&"),
-            St::RefHash => self.text("&#"),
+            St::RefBegin => self.ref_out("&"),
+            St::RefHash => self.ref_out("&#"),
             St::RefNum if !self.num_digits => self.unconsume_numeric(),
             St::RefNum => self.finish_numeric(),
-            St::RefNamed => self.finish_named(),
+            St::RefNamed => self.finish_named(None),
             St::CdataBracket => self.text("]"),
             St::CdataEnd => self.text("]]"),
             _ => {}
         }
-        self.out.finish()
+        let links = self.links.take().map(|l| l.finish());
+        (self.out.finish(), links)
     }
 }

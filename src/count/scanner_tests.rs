@@ -39,7 +39,7 @@ fn oracle_counts(pieces: &[&str], ws: &[String], cs: bool, whole: bool) -> Vec<u
 /// attributes, odd case and spacing), raw-text elements, comments in their odd forms,
 /// doctypes, processing instructions, entities (valid, legacy without `;`, malformed,
 /// numeric edge cases), foreign content with CDATA, and stray `<`, `&`, `]`.
-const FRAGMENTS: &[&str] = &[
+pub(super) const FRAGMENTS: &[&str] = &[
     "python",
     "Python",
     "PYTHON",
@@ -334,7 +334,7 @@ fn every_named_entity_decodes_as_html5ever() {
 }
 
 /// Every `*.html` file under `dir`, sorted.
-fn html_files(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn html_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -10,7 +10,7 @@ fn opts(word: &str, case_sensitive: bool, whole_word: bool, scope: Scope) -> Cou
         case_sensitive,
         whole_word,
         scope,
-        words: Vec::new(),
+        ..CountOptions::default()
     }
 }
 
@@ -304,7 +304,8 @@ fn windows_1251_via_meta() {
             count: 3,
             counts: vec![3],
             charset: "windows-1251",
-            charset_source: CharsetSource::Meta
+            charset_source: CharsetSource::Meta,
+            links: None,
         }
     );
     let pragma =

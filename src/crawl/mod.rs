@@ -15,6 +15,7 @@
 //!
 //! [`RedisShared`] is the small Redis handle the robots cache and politeness share.
 
+pub mod job;
 pub mod normalize;
 pub mod page;
 pub mod politeness;

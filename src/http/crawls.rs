@@ -70,6 +70,10 @@ pub struct CreateCrawl {
     /// Obey robots.txt, `Crawl-delay` and nofollow (default true).
     pub obey_robots: Option<bool>,
     pub label: Option<String>,
+    /// Regions and patterns, as on `POST /api/tasks` (DESIGN §17).
+    pub within: Option<Vec<String>>,
+    pub outside: Option<Vec<String>>,
+    pub patterns: Option<Vec<String>>,
 }
 
 /// `POST /api/crawls` answer: the crawl's batch, its seed tasks, a reason per refused
@@ -110,6 +114,9 @@ pub fn check(req: &CreateCrawl, ceiling: u64) -> Result<Checked, Error> {
         case_sensitive: req.case_sensitive.unwrap_or(d.case_sensitive),
         whole_word: req.whole_word.unwrap_or(d.whole_word),
         scope: req.scope.unwrap_or(d.scope),
+        within: req.within.clone().unwrap_or_default(),
+        outside: req.outside.clone().unwrap_or_default(),
+        patterns: req.patterns.clone().unwrap_or_default(),
         ..CountOptions::default()
     };
     if let Some(words) = &req.words {

@@ -9,8 +9,8 @@
 //! duration_ms,attempts,submitted_at,finished_at,counts,depth,found_on` — times are epoch
 //! milliseconds, empty cells are unknown/none, `counts` is the per-word counts as a JSON
 //! object, `depth` and `found_on` are a crawl's (DESIGN §15; empty for listed addresses).
-//! An export of one batch that counts several words adds one `count:WORD` column per word
-//! after them.
+//! An export of one batch that counts several words (or patterns) adds one `count:WORD`
+//! column per word and pattern after them.
 //! `words_count` is always the first word's. JSON Lines: one object per task, as `GET /api/tasks/{id}`
 //! without history.
 
@@ -99,7 +99,9 @@ async fn export(
             .get_batch(b)
             .await
             .map_err(Error::from)?
-            .map(|b| b.options.words)
+            // Words and patterns (DESIGN §17): a column per key when there are several.
+            .map(|b| b.options.count_keys())
+            .filter(|keys| keys.len() > 1)
             .unwrap_or_default(),
         None => Vec::new(),
     };

@@ -42,12 +42,31 @@ pub struct ListQuery {
     pub v: Option<i64>,
     /// The page the polled table lives on (`/batches/{id}`), for its links (poll only).
     pub base: Option<String>,
+    /// Only tasks whose current result counted this word or pattern (count > 0).
+    pub contains: Option<String>,
+    /// Only tasks whose current result counted this word or pattern zero times.
+    pub absent: Option<String>,
 }
 
 /// `/batches/{digits}`: the only other page a task table lives on.
 fn is_batch_path(p: &str) -> bool {
     p.strip_prefix("/batches/")
         .is_some_and(|id| !id.is_empty() && id.len() < 20 && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A `contains` / `absent` value: a word or pattern as the task counts it (a key of the
+/// result's `counts`), at most as long as a pattern may be.
+fn count_key(s: &Option<String>, name: &str) -> Result<Option<String>, Error> {
+    let Some(v) = nonempty(s) else {
+        return Ok(None);
+    };
+    if v.chars().count() > crate::count::MAX_PATTERN_CHARS {
+        return Err(Error::BadRequest(format!(
+            "`{name}` must be at most {} characters long",
+            crate::count::MAX_PATTERN_CHARS
+        )));
+    }
+    Ok(Some(v.to_string()))
 }
 
 pub(crate) fn nonempty(s: &Option<String>) -> Option<&str> {
@@ -86,6 +105,8 @@ impl ListQuery {
             after: id(&self.after, "after")?,
             limit,
             oldest_first: false,
+            contains: count_key(&self.contains, "contains")?,
+            absent: count_key(&self.absent, "absent")?,
         })
     }
 }
@@ -100,6 +121,9 @@ pub struct TableView {
     /// The batch the table is limited to ("" = all tasks).
     pub batch: String,
     pub q: String,
+    /// The "contains" / "absent" filters (a word or pattern; "" = none).
+    pub contains: String,
+    pub absent: String,
     /// The current filter as a query string (for exports and bulk actions).
     pub filter_qs: String,
     /// Where this table lives (`/tasks` or `/batches/{id}`), for its links.
@@ -118,6 +142,10 @@ pub struct FormView {
     pub whole_word: bool,
     pub case_sensitive: bool,
     pub raw: bool,
+    /// Regions and patterns (DESIGN §17), as typed: one selector / pattern per line.
+    pub within: String,
+    pub outside: String,
+    pub patterns: String,
     /// The crawl part of the form (DESIGN §15), kept as typed.
     pub crawl: CrawlFormView,
 }
@@ -146,6 +174,9 @@ impl Default for FormView {
             whole_word: d.whole_word,
             case_sensitive: d.case_sensitive,
             raw: d.scope == Scope::Raw,
+            within: String::new(),
+            outside: String::new(),
+            patterns: String::new(),
             crawl: CrawlFormView::default(),
         }
     }
@@ -224,6 +255,8 @@ pub(crate) async fn table_view(
         .unwrap_or_default();
     let batch = filter.batch.map(|b| b.to_string()).unwrap_or_default();
     let search = filter.search.clone().unwrap_or_default();
+    let contains = filter.contains.clone().unwrap_or_default();
+    let absent = filter.absent.clone().unwrap_or_default();
     // On a batch's page the batch is implied by the path.
     let in_batch_page = base != "/tasks";
     let link_batch = if in_batch_page { "" } else { batch.as_str() };
@@ -232,6 +265,8 @@ pub(crate) async fn table_view(
         ("outcome", outcome.as_str()),
         ("batch", link_batch),
         ("q", search.as_str()),
+        ("contains", contains.as_str()),
+        ("absent", absent.as_str()),
     ];
     let with = |extra: (&str, &str)| {
         let mut pairs = keep.to_vec();
@@ -262,6 +297,8 @@ pub(crate) async fn table_view(
             ("outcome", outcome.as_str()),
             ("batch", batch.as_str()),
             ("q", search.as_str()),
+            ("contains", contains.as_str()),
+            ("absent", absent.as_str()),
             ("before", &before),
             ("after", &after),
             ("v", &version),
@@ -273,8 +310,12 @@ pub(crate) async fn table_view(
         ("outcome", outcome.as_str()),
         ("batch", batch.as_str()),
         ("q", search.as_str()),
+        ("contains", contains.as_str()),
+        ("absent", absent.as_str()),
     ]);
     let filtered = filter.status.is_some()
+        || filter.contains.is_some()
+        || filter.absent.is_some()
         || filter.outcome.is_some()
         || filter.search.is_some()
         || (filter.batch.is_some() && !in_batch_page);
@@ -287,6 +328,8 @@ pub(crate) async fn table_view(
             outcome,
             batch,
             q: search,
+            contains,
+            absent,
             filter_qs,
             base: base.to_string(),
             older_url,
@@ -341,6 +384,12 @@ pub struct SubmitForm {
     pub whole_word: Option<String>,
     pub case_sensitive: Option<String>,
     pub scope: Option<String>,
+    /// "Only inside …": CSS selectors, one per line.
+    pub within: Option<String>,
+    /// "Never inside …": CSS selectors, one per line.
+    pub outside: Option<String>,
+    /// "Count a pattern": regular expressions, one per line.
+    pub patterns: Option<String>,
     /// `crawl` for "Crawl from these addresses"; anything else counts the list.
     pub mode: Option<String>,
     pub follow: Option<String>,
@@ -352,6 +401,16 @@ pub struct SubmitForm {
     pub ignore_robots: Option<String>,
     /// Sitemap addresses, one per line, or `auto`.
     pub sitemaps: Option<String>,
+}
+
+/// The non-blank lines of a textarea, trimmed of the line ends (a pattern's own spaces
+/// matter, so only `\r` and blank lines go).
+fn lines_of(s: &str) -> Vec<String> {
+    s.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 async fn post_form(
@@ -377,6 +436,9 @@ async fn post_form(
         whole_word: f.whole_word.is_some(),
         case_sensitive: f.case_sensitive.is_some(),
         raw: f.scope.as_deref() == Some("raw"),
+        within: f.within.clone().unwrap_or_default(),
+        outside: f.outside.clone().unwrap_or_default(),
+        patterns: f.patterns.clone().unwrap_or_default(),
         crawl: CrawlFormView {
             on: f.mode.as_deref() == Some("crawl"),
             follow: f.follow.clone().unwrap_or_default(),
@@ -413,6 +475,15 @@ async fn post_form(
                 whole_word: form.whole_word,
                 scope,
                 words: Vec::new(),
+                within: lines_of(&form.within)
+                    .iter()
+                    .map(|l| l.trim().to_string())
+                    .collect(),
+                outside: lines_of(&form.outside)
+                    .iter()
+                    .map(|l| l.trim().to_string())
+                    .collect(),
+                patterns: lines_of(&form.patterns),
             };
             if words.len() > 1 {
                 options.set_words(words);

@@ -96,10 +96,10 @@ impl Row {
                     d.push(format!("{} fetch attempts", r.attempts));
                 }
                 (
-                    match (&r.counts, o.words.len() > 1) {
-                        // Several words: each word's count, in the task's order.
+                    match (&r.counts, o.count_keys().len() > 1) {
+                        // Several words (or patterns): each one's count, in the task's order.
                         (Some(c), true) => o
-                            .words
+                            .count_keys()
                             .iter()
                             .map(|w| format!("{w} {}", c.get(w).copied().unwrap_or(0)))
                             .collect::<Vec<_>>()

@@ -113,12 +113,13 @@ pub struct BatchDistribution {
 const BATCH_COLUMNS: &str = "id, label, created_at, word, case_sensitive, whole_word, scope, \
      total, not_started, pending, finished, ok, http_error, failed, truncated, cancelled, \
      skipped, words_total, version, updated_at, finished_at, created_by, words, word_totals, \
-     kind, crawl_rules, out_of_scope, over_limit, max_depth_seen, depth_counts";
+     kind, crawl_rules, out_of_scope, over_limit, max_depth_seen, depth_counts, regions_patterns";
 
 macro_rules! batch_from_row {
     ($row:expr) => {{
         let row = $row;
         let scope: String = row.try_get("scope")?;
+        let extra = super::RegionsPatterns::read(row.try_get("regions_patterns")?)?;
         let mut b = Batch {
             id: row.try_get("id")?,
             label: row.try_get("label")?,
@@ -129,6 +130,9 @@ macro_rules! batch_from_row {
                 whole_word: row.try_get("whole_word")?,
                 scope: Scope::from_str(&scope).map_err(StoreError::Corrupt)?,
                 words: super::json_column(row.try_get("words")?, "words")?.unwrap_or_default(),
+                within: extra.within,
+                outside: extra.outside,
+                patterns: extra.patterns,
             },
             total: row.try_get("total")?,
             not_started: row.try_get("not_started")?,

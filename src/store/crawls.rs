@@ -66,8 +66,8 @@ pub(crate) struct CrawlDelta {
 macro_rules! crawl_batch {
     ($tx:expr, $batch:expr) => {{
         let row = sqlx::query(
-            "SELECT kind, crawl_rules, total, word, case_sensitive, whole_word, scope, words \
-             FROM batch WHERE id = $1",
+            "SELECT kind, crawl_rules, total, word, case_sensitive, whole_word, scope, words, \
+             regions_patterns FROM batch WHERE id = $1",
         )
         .bind($batch)
         .fetch_optional(&mut *$tx)
@@ -82,6 +82,9 @@ macro_rules! crawl_batch {
                     ("crawl", Some(c)) => {
                         let scope: String = row.try_get("scope")?;
                         let total: i64 = row.try_get("total")?;
+                        // Discovered pages count what the crawl counts (DESIGN §17 too).
+                        let extra =
+                            crate::store::RegionsPatterns::read(row.try_get("regions_patterns")?)?;
                         let options = crate::count::CountOptions {
                             word: row.try_get("word")?,
                             case_sensitive: row.try_get("case_sensitive")?,
@@ -90,6 +93,9 @@ macro_rules! crawl_batch {
                                 .map_err(crate::store::StoreError::Corrupt)?,
                             words: crate::store::json_column(row.try_get("words")?, "words")?
                                 .unwrap_or_default(),
+                            within: extra.within,
+                            outside: extra.outside,
+                            patterns: extra.patterns,
                         };
                         Some((c.rules, total, options))
                     }

@@ -147,6 +147,8 @@ impl Store {
             let mut history_at: Vec<usize> = Vec::new();
             // Throughput rollups count each run's first result only (DESIGN §12).
             let mut rollup: Vec<RollupRow> = Vec::new();
+            // One row per word/pattern of each stored current result (the filters').
+            let mut count_rows: Vec<super::task_counts::CountRow<'_>> = Vec::new();
             // Crawls (DESIGN §15): the links of stored results, and their counters.
             let mut found: Vec<Found> = Vec::new();
             let mut crawl: BTreeMap<i64, CrawlDelta> = BTreeMap::new();
@@ -188,6 +190,7 @@ impl Store {
                     bytes: jr.result.bytes_read,
                 });
                 finish.entry(outcome).or_default().push(jr.task_id);
+                super::task_counts::rows_of(&mut count_rows, jr.task_id, cur.batch, &jr.result);
                 to_insert.push((jr, outcome));
                 verdicts.push(StoreOutcome::Stored);
                 if let (Some(report), Some(batch), Some(depth)) =
@@ -259,6 +262,12 @@ impl Store {
                     qb.push(")");
                     qb.build().execute(&mut *tx).await?;
                 }
+            }
+            for chunk in count_rows.chunks(super::task_counts::CHUNK) {
+                super::task_counts::insert_query(chunk)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
             }
             if !found.is_empty() {
                 discovered = extend_frontier!(tx, now, &mut deltas, &mut crawl, found);

@@ -250,3 +250,66 @@ async fn hostile_crawl_requests_are_refused_and_store_nothing() {
     );
     app.stop().await;
 }
+
+/// Hostile pages end with counted reasons and nothing crashes: `..` past the root stays at
+/// the root, credentials and other hosts (an IDN one included) are never fetched, a page of
+/// 200,000 links keeps `links_per_page` of them and counts the rest, a redirect to another
+/// host is counted there but its links are not followed.
+#[tokio::test]
+async fn hostile_pages_end_with_counted_reasons() {
+    let site = SiteServer::start(Site { pages: 10 }).await;
+    let db = TestDb::sqlite();
+    let app = TestApp::start(serve_args(&db.url, 4)).await;
+    let (status, body) = crawl(
+        &app,
+        json!({"start": [site.url("/hostile/index.html")], "links_per_page": 50, "max_pages": 200}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let b = wait_crawl(
+        &app,
+        body["batch_id"].as_i64().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let tasks = tasks_of(&app, body["batch_id"].as_i64().unwrap()).await;
+    let paths: std::collections::BTreeSet<String> = by_path(&site, &tasks).into_keys().collect();
+    for p in [
+        "/hostile/index.html",
+        "/hostile/deep/a",
+        "/hostile/deep/c",
+        "/hostile/many",
+        "/hostile/out",
+    ] {
+        assert!(paths.contains(p), "{p} missing from {paths:?}");
+    }
+    // 50 of the 200,000 /m/ links, the rest counted as over the limit.
+    assert_eq!(
+        paths.iter().filter(|p| p.starts_with("/m/")).count(),
+        50,
+        "{paths:?}"
+    );
+    assert!(b["crawl"]["over_limit"].as_i64().unwrap() >= 199_950, "{b}");
+    // Credentials and the IDN host: out of scope, never fetched.
+    assert!(b["crawl"]["out_of_scope"].as_i64().unwrap() >= 2, "{b}");
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.contains("secret") || p.contains("bücher"))
+    );
+    assert_eq!(site.hits("/hostile/deep/x"), 0);
+    // The redirect out goes to a closed port of another host: the fetcher retries it (a
+    // transient failure), it ends failed, and nothing was added from it.
+    let out = tasks
+        .iter()
+        .find(|t| t["address"].as_str().unwrap().ends_with("/hostile/out"))
+        .unwrap();
+    assert_eq!(out["outcome"], "failed", "{out}");
+    let twice: Vec<String> = site
+        .fetched_twice()
+        .into_iter()
+        .filter(|p| p != "/hostile/out")
+        .collect();
+    assert!(twice.is_empty(), "{twice:?}");
+    app.stop().await;
+}

@@ -111,6 +111,22 @@ async fn document_matches_the_router() {
         "bearer"
     );
 
+    // Regions, patterns and the count filters (issue 20) are described.
+    let create = &doc["components"]["schemas"]["CreateTasks"]["properties"];
+    for field in ["within", "outside", "patterns"] {
+        assert!(
+            create.get(field).is_some(),
+            "CreateTasks lacks {field}: {create}"
+        );
+    }
+    let params: Vec<&str> = doc["paths"]["/api/tasks"]["get"]["parameters"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    for p in ["contains", "absent"] {
+        assert!(params.contains(&p), "GET /api/tasks lacks ?{p}: {params:?}");
+    }
+
     // Both directions: the source's routes are documented, the document's are served.
     let documented = operations(&doc);
     let mut in_source = routes_in_source();

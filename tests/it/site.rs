@@ -207,6 +207,19 @@ impl SiteServer {
                 get(|| async { ([("content-type", "text/plain")], "python and PYTHON") }),
             )
             .route("/trap/{n}", get(trap))
+            .route("/hostile/index.html", get(hostile_index))
+            .route("/hostile/many", get(many_links))
+            .route(
+                "/hostile/out",
+                get(|| async {
+                    // Another host (still loopback): counted there, its links not followed.
+                    axum::response::Redirect::temporary("http://localhost.:1/elsewhere")
+                }),
+            )
+            .route(
+                "/hostile/deep/{*rest}",
+                get(|| async { html("<p>python</p>".into()) }),
+            )
             .layer(axum::middleware::from_fn_with_state(served.clone(), record))
             .with_state(served);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -244,6 +257,33 @@ impl SiteServer {
             .map(|(p, _)| p.clone())
             .collect()
     }
+}
+
+/// Links a crawler must survive: `..` past the root, credentials, an IDN host, a page of
+/// many links, a redirect to another host, every scheme but http(s).
+async fn hostile_index() -> Response {
+    html(
+        "<p>python</p>\
+         <a href=\"../../../../hostile/deep/a\">dots</a>\
+         <a href=\"/hostile/deep/./b/../c\">dot segments</a>\
+         <a href=\"http://user:secret@127.0.0.1/hostile/deep/x\">credentials</a>\
+         <a href=\"http://bücher.example/\">idn</a>\
+         <a href=\"/hostile/many\">many</a>\
+         <a href=\"/hostile/out\">out</a>\
+         <a href=\"data:text/html,<p>python</p>\">data</a>\
+         <a href=\"javascript:alert(1)\">js</a>"
+            .into(),
+    )
+}
+
+/// A page of 200,000 distinct links (~5 MB): kept only up to the crawl's links per page.
+async fn many_links() -> Response {
+    let mut b = String::with_capacity(6 << 20);
+    b.push_str("<p>python</p>");
+    for i in 0..200_000 {
+        b.push_str(&format!("<a href=\"/m/{i}\">{i}</a>"));
+    }
+    html(b)
 }
 
 /// An endless chain of pages: `/trap/{n}` links to `/trap/{n+1}` and to a query-string
