@@ -129,6 +129,8 @@ def export_per_page(base, batch):
             if line.strip():
                 rows.append(json.loads(line))
     for t in rows:
+        if t.get("role"):  # a sitemap or robots.txt task (none here: no sitemaps asked)
+            continue
         res = t.get("result") or {}
         n = t.get("words_count", res.get("words_count"))
         per_page[t["address"]] = n

@@ -23,7 +23,8 @@ fn count_ci(hay: &[u8], needle: &[u8]) -> u64 {
     let mut i = 0;
     while i + needle.len() <= hay.len() {
         let b = hay[i];
-        if (b == first_lo || b == first_up) && hay[i..i + needle.len()].eq_ignore_ascii_case(needle) {
+        if (b == first_lo || b == first_up) && hay[i..i + needle.len()].eq_ignore_ascii_case(needle)
+        {
             n += 1;
             i += needle.len();
         } else {
@@ -51,8 +52,12 @@ fn cpu_seconds() -> f64 {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let start = args.next().unwrap_or_else(|| "http://127.0.0.1:8089/index.html".to_string());
-    let out = args.next().unwrap_or_else(|| "/tmp/wt-crawl-bench/spider.json".to_string());
+    let start = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:8089/index.html".to_string());
+    let out = args
+        .next()
+        .unwrap_or_else(|| "/tmp/wt-crawl-bench/spider.json".to_string());
     let word = std::env::var("WORD").unwrap_or_else(|_| "python".to_string());
 
     let t0 = Instant::now();
@@ -103,7 +108,10 @@ async fn main() {
         eprintln!("spider-peer: cannot write {out}: {e}");
         std::process::exit(2);
     }
-    let statuses: Vec<String> = statuses.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+    let statuses: Vec<String> = statuses
+        .iter()
+        .map(|(k, v)| format!("\"{k}\":{v}"))
+        .collect();
     println!(
         "{{\"tool\":\"spider\",\"urls\":{},\"total\":{},\"seconds\":{:.4},\"cpu_seconds\":{:.3},\"statuses\":{{{}}},\"per_page_file\":{:?}}}",
         per_page.len(),
