@@ -132,6 +132,10 @@ pub struct Running {
     listener: ActorSlot<NsqListenerMsg>,
     db_writer: ActorSlot<DbWriterMsg>,
     drain_wait: Duration,
+    /// The webhook dispatcher loop (stopped before the database closes).
+    dispatcher: Option<crate::notify::Dispatcher>,
+    /// The schedule tick loop (DESIGN §16).
+    ticker: Option<crate::schedule::tick::Ticker>,
 }
 
 impl Running {
@@ -142,6 +146,9 @@ impl Running {
 
     /// Graceful stop (what SIGTERM does).
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(t) = self.ticker.take() {
+            t.stop().await;
+        }
         if let Some(tx) = self.stop_http.take() {
             let _ = tx.send(());
         }
@@ -169,6 +176,9 @@ impl Running {
             let _ = w
                 .call(DbWriterMsg::Drain, Some(Duration::from_secs(30)))
                 .await;
+        }
+        if let Some(d) = self.dispatcher.take() {
+            d.stop().await;
         }
         let _ = self
             .supervisor
@@ -298,6 +308,12 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         .await
         .context("starting the actors")?;
 
+    let webhook_sender = crate::notify::Sender::new(
+        w.allow_private_targets,
+        &w.allow_targets,
+        Duration::from_millis(args.webhooks.webhook_timeout_ms.max(1)),
+    )
+    .context("webhook settings")?;
     let tcp = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -319,8 +335,17 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             ),
         }),
         auth,
+        webhooks: webhook_sender.clone(),
+        schedule_min_ms: args.schedule_min_interval_ms.max(1_000) as i64,
         crawl_max_pages: args.crawl_max_pages,
     };
+    let dispatcher =
+        crate::notify::Dispatcher::spawn(store.clone(), webhook_sender, &args.webhooks);
+    let ticker = crate::schedule::tick::Ticker::start(
+        store.clone(),
+        submitter.clone(),
+        Duration::from_millis(args.schedule_tick_ms.max(10)),
+    );
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());
     let http = tokio::spawn(async move {
@@ -355,6 +380,8 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         listener,
         db_writer,
         drain_wait: drain_wait(w),
+        dispatcher: Some(dispatcher),
+        ticker: Some(ticker),
     })
 }
 

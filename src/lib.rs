@@ -22,6 +22,9 @@
 //! * [`cli`] — command-line verbs beside `serve`/`worker` (`submit`).
 //! * [`metrics`] — Prometheus metrics of every step (`GET /metrics`).
 //! * [`chart`] — server-rendered SVG charts of the per-minute rollups (`/workers`).
+//! * [`notify`] — signed webhooks from the `delivery` outbox (DESIGN §16).
+//! * [`schedule`] — schedules (interval or cron in a time zone) and change rules; its
+//!   tick claims due runs in the database (DESIGN §16).
 //! * [`auth`] — who is asking (sign-in, sessions, API tokens), CSRF, rate limits and
 //!   security headers, in front of every route; [`cli`] — `wordtally user|token`.
 
@@ -39,6 +42,8 @@ pub mod fetch;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod outcome;
 pub mod queue;
+pub mod schedule;
 pub mod store;

@@ -99,6 +99,10 @@ pub struct Task {
     pub run: i32,
     /// How the current run ended; None while it has not.
     pub outcome: Option<Outcome>,
+    /// The `ETag` of the task's latest `ok` result: a new run sends it as `If-None-Match`.
+    pub etag: Option<String>,
+    /// The `Last-Modified` of that result: sent as `If-Modified-Since`.
+    pub last_modified: Option<String>,
     /// A crawl's page: how many links away from a start address (0 for starts and sitemap
     /// seeds); None for a listed address.
     pub depth: Option<i32>,
@@ -116,6 +120,8 @@ impl Task {
             run: self.run,
             address: self.address.clone(),
             options: self.options.clone(),
+            etag: self.etag.clone(),
+            last_modified: self.last_modified.clone(),
             crawl: None,
         }
     }
@@ -158,6 +164,16 @@ pub struct ResultRecord {
     /// The redirects followed to `final_url`, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirects: Vec<String>,
+    /// The server answered `304 Not Modified` to the validators the job carried: the
+    /// counts are the previous run's, carried over by the DB writer (DESIGN §16).
+    #[serde(default)]
+    pub not_modified: bool,
+    /// The response's `ETag`, kept so a later run can ask "changed since?".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The response's `Last-Modified`, for the same reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
     /// The page was found by a crawl but not fetched (robots.txt disallows it; `error`
     /// says why): outcome `skipped`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -222,6 +238,9 @@ impl ResultRecord {
             attempt_log: Vec::new(),
             counts: None,
             redirects: Vec::new(),
+            not_modified: false,
+            etag: None,
+            last_modified: None,
             skipped: false,
             crawl: None,
         }
@@ -258,6 +277,13 @@ pub struct Job {
     pub address: String,
     #[serde(flatten)]
     pub options: CountOptions,
+    /// The previous run's `ETag`: sent as `If-None-Match` (conditional request, DESIGN §16).
+    /// The worker never reads the database, so the job carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The previous run's `Last-Modified`: sent as `If-Modified-Since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
     /// Set for a page of a crawl: what the worker needs to collect its links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crawl: Option<CrawlJob>,
@@ -361,6 +387,8 @@ mod tests {
             run: 2,
             address: "http://example.com/".into(),
             options: CountOptions::default(),
+            etag: Some("\"v1\"".into()),
+            last_modified: None,
             crawl: None,
         };
         let v: serde_json::Value = serde_json::to_value(&job).unwrap();
@@ -368,6 +396,11 @@ mod tests {
         assert_eq!(v["word"], "python");
         assert_eq!(v["scope"], "text");
         assert_eq!(v["run"], 2);
+        assert_eq!(v["etag"], "\"v1\"");
+        assert!(
+            v.get("last_modified").is_none(),
+            "absent validators are not sent"
+        );
         let back: Job = serde_json::from_value(v).unwrap();
         assert_eq!(back, job);
     }

@@ -124,6 +124,9 @@ mod tests {
             attempt_log: Vec::new(),
             counts: None,
             redirects: Vec::new(),
+            not_modified: false,
+            etag: None,
+            last_modified: None,
             skipped: false,
             crawl: None,
         }

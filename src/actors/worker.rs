@@ -28,7 +28,7 @@ use crate::address::normalize_address;
 use crate::bus::SharedPublisher;
 use crate::count::{BodyCounter, CountSummary};
 use crate::crawl::job::CrawlKit;
-use crate::fetch::{BodySink, Fetched, Fetcher};
+use crate::fetch::{BodySink, Fetched, Fetcher, Validators};
 use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
 use crate::outcome::Outcome;
 use crate::queue::{Delivery, DeliveryTag, SharedQueue};
@@ -63,8 +63,13 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
     let opts = job.options.clone();
     // The keys of `counts`: the words, then the patterns (DESIGN §14, §17).
     let words = opts.count_keys();
+    // The previous run's validators (conditional request, DESIGN §16).
+    let sent = Validators {
+        etag: job.etag.clone(),
+        last_modified: job.last_modified.clone(),
+    };
     let fetched = fetcher
-        .fetch(&url, |meta| {
+        .fetch_conditional(&url, &sent, |meta| {
             let ct = meta.content_type.as_deref();
             // One pass over the body for every word and pattern.
             CountingSink(BodyCounter::for_options(&opts, ct))
@@ -90,6 +95,7 @@ pub(crate) fn record_of(fetched: Fetched<CountSummary>, words: &[String]) -> Res
     });
     let outcome = match (&fetched.error, fetched.status) {
         (Some(_), _) => "error",
+        (None, _) if fetched.not_modified => "not_modified",
         (None, _) if fetched.truncated => "truncated",
         (None, Some(s)) if s >= 400 => "http_error",
         _ => "ok",
@@ -123,6 +129,9 @@ pub(crate) fn record_of(fetched: Fetched<CountSummary>, words: &[String]) -> Res
             .collect(),
         counts,
         redirects: fetched.redirects,
+        not_modified: fetched.not_modified,
+        etag: fetched.validators.etag,
+        last_modified: fetched.validators.last_modified,
         skipped: false,
         crawl: None,
     }

@@ -204,8 +204,14 @@ async fn page(
         max_href_bytes: crawl.rules.max_url_len.saturating_mul(2),
         obey_nofollow: crawl.rules.obey_robots,
     };
+    // A re-crawl asks "changed since?" (DESIGN §16): an unchanged page answers 304, its
+    // counts carry over in the DB writer and its links are the tasks it already added.
+    let sent = crate::fetch::Validators {
+        etag: job.etag.clone(),
+        last_modified: job.last_modified.clone(),
+    };
     let mut fetched = fetcher
-        .fetch(&url, |meta| {
+        .fetch_conditional(&url, &sent, |meta| {
             LinkSink(BodyCounter::new_with_links(
                 &opts,
                 meta.content_type.as_deref(),
@@ -228,6 +234,10 @@ async fn page(
             ..CrawlReport::default()
         },
         Some(raw) => page::report(&final_url, &RawLinks::from(raw), &crawl.rules, scope),
+        None if record.not_modified => CrawlReport {
+            note: Some("not modified since its last run: its links are already known".into()),
+            ..CrawlReport::default()
+        },
         None if record.words_count.is_some() => CrawlReport {
             note: Some("not an HTML page: no links".into()),
             ..CrawlReport::default()

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, RETRY_AFTER,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
@@ -84,6 +87,63 @@ pub enum FetchError {
     Client(String),
 }
 
+/// Longest validator (`ETag`, `Last-Modified`) kept from a response: real ones are tens of
+/// bytes; a hostile server must not make every later job carry kilobytes.
+const MAX_VALIDATOR_LEN: usize = 512;
+
+/// What an earlier response said about its version (DESIGN §16, conditional requests): sent
+/// back as `If-None-Match` / `If-Modified-Since`, so an unchanged page answers `304` with no
+/// body and the previous counts stand.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// True when there is nothing to send (a plain request).
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+
+    /// The conditional headers to send; values that are not valid header text are dropped
+    /// (they would make the request fail, where a plain request still counts the page).
+    fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = self
+            .etag
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            h.insert(IF_NONE_MATCH, v);
+        }
+        if let Some(v) = self
+            .last_modified
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            h.insert(IF_MODIFIED_SINCE, v);
+        }
+        h
+    }
+
+    /// The validators a response carries (too long or non-text values are not kept).
+    fn of(headers: &HeaderMap) -> Validators {
+        let get = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= MAX_VALIDATOR_LEN)
+                .map(str::to_owned)
+        };
+        Validators {
+            etag: get(ETAG),
+            last_modified: get(LAST_MODIFIED),
+        }
+    }
+}
+
 /// Receives a response body chunk by chunk (already decompressed); the "count" step's entry.
 pub trait BodySink: Send {
     type Output: Send;
@@ -130,6 +190,11 @@ pub struct Fetched<O> {
     pub attempt_log: Vec<AttemptNote>,
     /// The redirects the last attempt followed, in order (the final URL last).
     pub redirects: Vec<String>,
+    /// The server answered `304 Not Modified` to the validators sent: no body was read and
+    /// `output` is None; the previous counts stand (the DB writer carries them over).
+    pub not_modified: bool,
+    /// The validators of the last response (to send on the next run).
+    pub validators: Validators,
 }
 
 tokio::task_local! {
@@ -159,6 +224,8 @@ impl<O> Fetched<O> {
             error: None,
             attempt_log: Vec::new(),
             redirects: Vec::new(),
+            not_modified: false,
+            validators: Validators::default(),
         }
     }
 }
@@ -199,6 +266,8 @@ struct AttemptOutcome<O> {
     /// Redirects followed on the way to the response.
     redirects: Vec<String>,
     retry_after: Option<Duration>,
+    not_modified: bool,
+    validators: Validators,
 }
 
 impl<O> AttemptOutcome<O> {
@@ -214,6 +283,8 @@ impl<O> AttemptOutcome<O> {
             retryable,
             retry_after: None,
             redirects: Vec::new(),
+            not_modified: false,
+            validators: Validators::default(),
         }
     }
 }
@@ -275,13 +346,25 @@ impl Fetcher {
     /// a sink made for the response. Retries transient failures (connect error, timeout, 429,
     /// 5xx) with backoff; a 4xx is a final result, never retried. For a retried 5xx the body is
     /// not counted; on the LAST attempt a 5xx body IS counted and the status recorded.
-    #[tracing::instrument(name = "fetch", skip_all, fields(url = %url))]
     pub async fn fetch<S: BodySink>(
         &self,
         url: &Url,
         make_sink: impl FnMut(&ResponseMeta) -> S + Send,
     ) -> Fetched<S::Output> {
-        self.fetch_with(url, make_sink, false).await
+        self.fetch_with(url, &Validators::default(), make_sink, false)
+            .await
+    }
+
+    /// [`fetch`](Self::fetch), sending `validators` as `If-None-Match` / `If-Modified-Since`.
+    /// A `304` answer to them is a success with no body (`not_modified`, `bytes_read` 0).
+    #[tracing::instrument(name = "fetch", skip_all, fields(url = %url))]
+    pub async fn fetch_conditional<S: BodySink>(
+        &self,
+        url: &Url,
+        validators: &Validators,
+        make_sink: impl FnMut(&ResponseMeta) -> S + Send,
+    ) -> Fetched<S::Output> {
+        self.fetch_with(url, validators, make_sink, false).await
     }
 
     /// Like [`Fetcher::fetch`] (guard, limits, retries), but binary content types are read
@@ -293,12 +376,14 @@ impl Fetcher {
         url: &Url,
         make_sink: impl FnMut(&ResponseMeta) -> S + Send,
     ) -> Fetched<S::Output> {
-        self.fetch_with(url, make_sink, true).await
+        self.fetch_with(url, &Validators::default(), make_sink, true)
+            .await
     }
 
     async fn fetch_with<S: BodySink>(
         &self,
         url: &Url,
+        validators: &Validators,
         mut make_sink: impl FnMut(&ResponseMeta) -> S + Send,
         accept_binary: bool,
     ) -> Fetched<S::Output> {
@@ -319,8 +404,15 @@ impl Fetcher {
             let outcome = {
                 // Held for the attempt only, not during the backoff sleep.
                 let _permit = self.inner.hosts.acquire(&host).await;
-                self.attempt(url, &mut make_sink, attempt, last, accept_binary)
-                    .await
+                self.attempt(
+                    url,
+                    validators,
+                    &mut make_sink,
+                    attempt,
+                    last,
+                    accept_binary,
+                )
+                .await
             };
             fetched.attempt_log.push(AttemptNote {
                 status: outcome.status,
@@ -345,6 +437,8 @@ impl Fetcher {
             fetched.truncated = outcome.truncated;
             fetched.error = outcome.error;
             fetched.redirects = outcome.redirects;
+            fetched.not_modified = outcome.not_modified;
+            fetched.validators = outcome.validators;
             fetched.duration = started.elapsed();
             tracing::debug!(
                 status = fetched.status,
@@ -379,6 +473,7 @@ impl Fetcher {
     async fn attempt<S: BodySink>(
         &self,
         url: &Url,
+        validators: &Validators,
         make_sink: &mut (impl FnMut(&ResponseMeta) -> S + Send),
         attempt: u32,
         last: bool,
@@ -388,7 +483,12 @@ impl Fetcher {
         let deadline = tokio::time::Instant::now() + config.total_timeout;
         let timed_out = || format!("timed out after {}", human_duration(config.total_timeout));
 
-        let sent = tokio::time::timeout_at(deadline, self.inner.client.get(url.clone()).send());
+        let request = self
+            .inner
+            .client
+            .get(url.clone())
+            .headers(validators.headers());
+        let sent = tokio::time::timeout_at(deadline, request.send());
         let (sent, hops) = HOPS
             .scope(std::cell::RefCell::new(Vec::new()), async {
                 let r = sent.await;
@@ -422,7 +522,22 @@ impl Fetcher {
             retryable: false,
             retry_after: None,
             redirects: hops,
+            not_modified: false,
+            validators: Validators::of(response.headers()),
         };
+        if status == 304 && !validators.is_empty() {
+            // The page is as it was: nothing to read or count (DESIGN §16). A 304 need not
+            // repeat the validators; then the ones sent still describe the page.
+            outcome.not_modified = true;
+            let v = &mut outcome.validators;
+            if v.etag.is_none() {
+                v.etag = validators.etag.clone();
+            }
+            if v.last_modified.is_none() {
+                v.last_modified = validators.last_modified.clone();
+            }
+            return outcome;
+        }
         if retry_status && !last {
             // Not counted: dropping the response closes the connection without draining it.
             outcome.error = Some(format!("HTTP {status}"));

@@ -100,15 +100,16 @@ async fn list(
 #[utoipa::path(get, path = "/api/batches/{id}", tag = "batches",
     params(("id" = i64, Path, description = "Batch id")),
     responses(
-        (status = 200, description = "The batch", body = Batch),
+        (status = 200, description = "The batch with its schedule (null when none)", body = super::schedule::BatchWithSchedule),
         (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
         (status = 404, description = "No such batch", body = super::error::ErrorBody),
     ))]
 async fn show(
     State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-) -> Result<Json<Batch>, ApiError> {
-    Ok(Json(load(&state, batch_id(id)?).await?))
+) -> Result<Json<super::schedule::BatchWithSchedule>, ApiError> {
+    let batch = load(&state, batch_id(id)?).await?;
+    Ok(Json(super::schedule::with_schedule(&state, batch).await?))
 }
 
 /// `POST /api/batches/{id}/retry` body (optional: empty means `["failed", "http_error"]`).

@@ -316,6 +316,8 @@ pub struct PanelView {
     /// (label, count) of HTTP statuses, "no response" for none.
     pub statuses: Vec<(String, i64)>,
     pub poll_url: String,
+    /// Schedule, rules, runs and the trend (DESIGN §16; http/schedule.rs).
+    pub watch: super::schedule::WatchView,
 }
 
 #[derive(Template)]
@@ -356,6 +358,7 @@ async fn panel_view(state: &AppState, b: &Batch) -> Result<PanelView, Error> {
         dist,
         statuses,
         poll_url: format!("/batches/{}/panel?v={}", b.id, b.version),
+        watch: super::schedule::watch_view(state, b.id).await?,
     })
 }
 

@@ -290,6 +290,8 @@ mod tests {
         assert!(
             CSV_HEADER.starts_with("id,address,status,outcome,words_count,http_status_code,error,")
         );
-        assert_eq!(CSV_HEADER.split(',').count(), 23);
+        // The crawl's two columns (DESIGN §15) come after `counts`.
+        assert!(CSV_HEADER.ends_with(",counts,depth,found_on"));
+        assert_eq!(CSV_HEADER.split(',').count(), 25);
     }
 }

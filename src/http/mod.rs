@@ -8,15 +8,19 @@ mod api;
 mod api_batches;
 mod assets;
 mod batches;
+mod changes;
+mod crawl_pages;
 mod crawls;
 mod error;
 mod export;
 mod login;
 mod openapi;
+mod schedule;
 mod submit;
 mod task;
 mod tasks;
 mod view;
+mod webhooks;
 mod workers;
 
 use std::time::Duration;
@@ -54,6 +58,10 @@ pub struct AppState {
     pub bus: std::sync::Arc<crate::bus::stats::BusProbe>,
     /// Who is asking, sessions, rate limits (crate::auth).
     pub auth: crate::auth::Auth,
+    /// Checks webhook targets against the SSRF guard at creation (crate::notify).
+    pub webhooks: crate::notify::Sender,
+    /// Shortest schedule interval accepted (ms; DESIGN §16).
+    pub schedule_min_ms: i64,
     /// The most pages one crawl may ask for (`CRAWL_MAX_PAGES`).
     pub crawl_max_pages: u64,
 }
@@ -67,12 +75,16 @@ pub fn app(state: AppState) -> Router {
         .merge(batches::router())
         .merge(api::router())
         .merge(crawls::router())
+        .merge(crawl_pages::router())
         .merge(api_batches::router())
+        .merge(webhooks::router())
         .merge(export::router())
         .merge(assets::router())
         .merge(workers::router())
         .merge(login::router())
         .merge(openapi::router())
+        .merge(schedule::router())
+        .merge(changes::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         // Routes merged above this line are all covered by the layers below (outermost last).

@@ -146,6 +146,8 @@ pub struct TaskPanel {
     pub submitted_by: String,
     /// "retried by … at … (run 2)", newest first.
     pub actions: Vec<String>,
+    /// Counts per run, one line per word (SVG; empty before a second run).
+    pub trend_svg: String,
 }
 
 #[derive(Template)]
@@ -242,6 +244,7 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
             poll_url: format!("/tasks/{id}/panel?v={version}"),
             submitted_by,
             actions,
+            trend_svg: super::schedule::task_trend(state, id).await?,
         },
         version,
     ))

@@ -235,6 +235,8 @@ mod tests {
             run: 1,
             address: format!("http://example.com/{id}"),
             options: CountOptions::default(),
+            etag: None,
+            last_modified: None,
             crawl: None,
         }
     }

@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row};
 
-use super::{Store, StoreResult};
+use std::str::FromStr;
+
+use super::{Store, StoreError, StoreResult};
 use crate::count::CountOptions;
 use crate::crawl::rules::CrawlRules;
 use crate::model::{CrawlJob, Job, Task, TaskRole, now_ms};
@@ -160,6 +162,8 @@ macro_rules! insert_crawl_tasks {
                     batch_id: Some($batch),
                     run: 1,
                     outcome: None,
+                    etag: None,
+                    last_modified: None,
                     depth: Some(*depth),
                     found_on: *found_on,
                     role: *role,
@@ -348,6 +352,41 @@ impl Store {
             apply_crawl_deltas!(tx, &crawl_d);
             tx.commit().await?;
             (batch, tasks)
+        });
+        Ok(out)
+    }
+
+    /// A page of one batch's tasks sorted by their current count (most first unless
+    /// `ascending`; tasks without a count last), then by id. Reads only the batch's rows.
+    pub async fn batch_tasks_by_count(
+        &self,
+        batch: i64,
+        ascending: bool,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::model::TaskView>> {
+        let sql = format!(
+            "SELECT {}, {} FROM task t LEFT JOIN result r ON r.task_id = t.id AND r.run = t.run \
+             WHERE t.batch_id = $1 ORDER BY (r.words_count IS NULL), r.words_count {}, t.id \
+             LIMIT $2 OFFSET $3",
+            super::TASK_COLUMNS,
+            super::RESULT_COLUMNS,
+            if ascending { "ASC" } else { "DESC" }
+        );
+        let mut out = Vec::new();
+        on_pool!(self, |pool| {
+            let rows = sqlx::query(&sql)
+                .bind(batch)
+                .bind(limit.clamp(1, 1_000))
+                .bind(offset.max(0))
+                .fetch_all(pool)
+                .await?;
+            for row in &rows {
+                out.push(crate::model::TaskView {
+                    task: task_from_row!(row),
+                    result: result_from_row!(row),
+                });
+            }
         });
         Ok(out)
     }

@@ -136,6 +136,8 @@ macro_rules! task_from_row {
                 .map(|o| crate::outcome::Outcome::from_str(&o))
                 .transpose()
                 .map_err(StoreError::Corrupt)?,
+            etag: row.try_get("etag")?,
+            last_modified: row.try_get("last_modified")?,
             depth: row.try_get("depth")?,
             found_on: row.try_get("found_on")?,
             role: row
@@ -175,6 +177,9 @@ macro_rules! result_from_row {
                     counts: crate::store::json_column(row.try_get("counts")?, "counts")?,
                     redirects: crate::store::json_column(row.try_get("redirects")?, "redirects")?
                         .unwrap_or_default(),
+                    not_modified: row.try_get("not_modified")?,
+                    etag: row.try_get("r_etag")?,
+                    last_modified: row.try_get("r_last_modified")?,
                     skipped: false,
                     crawl: None,
                 })
@@ -185,14 +190,16 @@ macro_rules! result_from_row {
 
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.address, t.timestamp, t.task_status, t.word, \
      t.case_sensitive, t.whole_word, t.scope, t.attempts, t.queued_at, t.updated_at, \
-     t.batch_id, t.run, t.outcome, t.words, t.depth, t.found_on, t.role, t.regions_patterns";
+     t.batch_id, t.run, t.outcome, t.words, t.depth, t.found_on, t.role, t.regions_patterns, \
+     t.etag, t.last_modified";
 pub(crate) const RESULT_COLUMNS: &str = "r.id AS r_id, r.words_count, r.http_status_code, \
      r.error, r.timestamp AS r_timestamp, r.final_url, r.content_type, r.charset, \
      r.bytes_read, r.truncated, r.duration_ms, r.attempts AS r_attempts, r.charset_source, \
-     r.attempt_log, r.counts, r.redirects";
+     r.attempt_log, r.counts, r.redirects, r.not_modified, r.etag AS r_etag, \
+     r.last_modified AS r_last_modified";
 pub(crate) const RETURNING_TASK: &str = " RETURNING id, address, timestamp, task_status, \
      word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at, batch_id, \
-     run, outcome, words, depth, found_on, role, regions_patterns";
+     run, outcome, words, depth, found_on, role, regions_patterns, etag, last_modified";
 
 /// Changes to one set of totals (the `task_stats` row, or one batch), summed over one
 /// transaction.
@@ -342,7 +349,7 @@ macro_rules! apply_deltas {
                     .execute(&mut *$tx)
                     .await?;
             }
-            sqlx::query(crate::store::BUMP_BATCH)
+            let bumped = sqlx::query(crate::store::BUMP_BATCH)
                 .bind(d.not_started)
                 .bind(d.pending)
                 .bind(d.finished)
@@ -356,8 +363,17 @@ macro_rules! apply_deltas {
                 .bind(d.words)
                 .bind($now)
                 .bind(*batch)
-                .execute(&mut *$tx)
+                .fetch_optional(&mut *$tx)
                 .await?;
+            // Its last unfinished task finished just now: the batch's run is over, which
+            // is the `batch.finished` event (its deliveries join this transaction).
+            if let Some(row) = bumped {
+                let left: i64 = row.try_get(0)?;
+                if left == 0 && d.not_started + d.pending < 0 {
+                    crate::store::deliveries::Outbox::batch_finished(&mut *$tx, *batch, $now)
+                        .await?;
+                }
+            }
         }
     }};
 }
@@ -377,14 +393,17 @@ pub(crate) const BUMP_BATCH: &str = "UPDATE batch SET \
      updated_at = $12, \
      finished_at = CASE WHEN not_started + $1 + pending + $2 = 0 \
                         THEN COALESCE(finished_at, $12) ELSE NULL END \
-     WHERE id = $13";
+     WHERE id = $13 RETURNING not_started + pending";
 
 // After the macros: `macro_rules!` are visible only below their definition.
 mod batches;
+pub mod deliveries;
 #[macro_use]
 pub mod crawls;
+pub mod changes;
 mod results;
 mod runs;
+pub mod schedules;
 mod search;
 mod task_counts;
 mod tasks;

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use sqlx::{QueryBuilder, Row};
 
+use super::changes::{FinishRuns, RecordChanges, StoredCount};
 use super::rollups::{RecordRollups, RollupRow};
 use super::{Deltas, Store, StoreError, StoreResult, pow2_chunks, push_ids};
 
@@ -18,6 +19,57 @@ const PIECE: usize = 512;
 use super::crawls::{CrawlDelta, Found};
 use crate::model::{CrawlReport, JobResult, Task, TaskRole, TaskStatus, now_ms};
 use crate::outcome::Outcome;
+
+/// The latest `ok` result before each listed task's current run, for a `304` of that run
+/// (`… IN (` + ids + `)`).
+const CARRIED_NOW: &str = "SELECT t.id AS task_id, t.run AS cur_run, r.words_count, r.counts, \
+     r.charset, r.charset_source, r.content_type FROM task t JOIN result r ON r.task_id = t.id \
+     WHERE r.run = (SELECT MAX(r2.run) FROM result r2 WHERE r2.task_id = t.id \
+     AND r2.outcome = 'ok' AND r2.words_count IS NOT NULL AND r2.run < t.run) AND t.id IN (";
+
+/// The same for one task and an earlier run ($1 task, $2 run).
+const CARRIED_BEFORE: &str = "SELECT r.words_count, r.counts, r.charset, r.charset_source, \
+     r.content_type FROM result r WHERE r.task_id = $1 AND r.run < $2 AND r.outcome = 'ok' \
+     AND r.words_count IS NOT NULL ORDER BY r.run DESC LIMIT 1";
+
+/// Copies the current run's result validators onto the task (inside `UPDATE task SET …`).
+const TASK_VALIDATORS: &str = ", etag = (SELECT r.etag FROM result r \
+     WHERE r.task_id = task.id AND r.run = task.run), last_modified = (SELECT r.last_modified \
+     FROM result r WHERE r.task_id = task.id AND r.run = task.run)";
+
+/// What a `304` carries over from the earlier result it confirms.
+struct Carried {
+    words_count: Option<i64>,
+    counts: Option<std::collections::BTreeMap<String, i64>>,
+    charset: Option<String>,
+    charset_source: Option<String>,
+    content_type: Option<String>,
+}
+
+impl Carried {
+    fn apply(&self, r: &mut crate::model::ResultRecord) {
+        r.words_count = self.words_count;
+        r.counts = self.counts.clone();
+        r.charset = self.charset.clone();
+        r.charset_source = self.charset_source.clone();
+        if r.content_type.is_none() {
+            r.content_type = self.content_type.clone();
+        }
+    }
+}
+
+macro_rules! carried_from_row {
+    ($row:expr) => {{
+        let row = &$row;
+        Carried {
+            words_count: row.try_get("words_count")?,
+            counts: super::json_column(row.try_get("counts")?, "counts")?,
+            charset: row.try_get("charset")?,
+            charset_source: row.try_get("charset_source")?,
+            content_type: row.try_get("content_type")?,
+        }
+    }};
+}
 
 /// What happened to one incoming result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +191,70 @@ impl Store {
                     );
                 }
             }
+            // A `304 Not Modified` keeps the counts of the task's latest `ok` result before
+            // its run (DESIGN §16): copied here, in this transaction, before the results
+            // are judged and counted into the totals.
+            let amended: Option<Vec<JobResult>> = if results.iter().any(|r| r.result.not_modified) {
+                let mut own = results.to_vec();
+                let wanted: Vec<(usize, i64, i32)> = own
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.result.not_modified)
+                    .map(|(i, r)| (i, r.task_id, r.run))
+                    .collect();
+                let mut earlier: HashMap<(i64, i32), Carried> = HashMap::new();
+                // The current runs' (the usual case) in one statement per piece…
+                let mut now_ids: Vec<i64> = wanted
+                    .iter()
+                    .filter(|(_, t, r)| current.get(t).is_some_and(|c| c.run == *r))
+                    .map(|(_, t, _)| *t)
+                    .collect();
+                now_ids.sort_unstable();
+                now_ids.dedup();
+                for chunk in pow2_chunks(&now_ids, PIECE) {
+                    let mut qb = QueryBuilder::new(CARRIED_NOW);
+                    push_ids(&mut qb, chunk);
+                    qb.push(")");
+                    for row in qb.build().fetch_all(&mut *tx).await? {
+                        let task: i64 = row.try_get("task_id")?;
+                        let run: i32 = row.try_get("cur_run")?;
+                        earlier.insert((task, run), carried_from_row!(row));
+                    }
+                }
+                // …and a late 304 of an earlier run (rare) one by one.
+                for (_, task, run) in &wanted {
+                    if earlier.contains_key(&(*task, *run))
+                        || current.get(task).is_none_or(|c| c.run == *run)
+                    {
+                        continue;
+                    }
+                    if let Some(row) = sqlx::query(CARRIED_BEFORE)
+                        .bind(*task)
+                        .bind(*run)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    {
+                        earlier.insert((*task, *run), carried_from_row!(row));
+                    }
+                }
+                for (i, task, run) in wanted {
+                    let r = &mut own[i].result;
+                    match earlier.get(&(task, run)) {
+                        Some(c) => c.apply(r),
+                        None => {
+                            r.error = Some(
+                                "the server answered 304 Not Modified, but no earlier \
+                                     count of this page is kept"
+                                    .into(),
+                            )
+                        }
+                    }
+                }
+                Some(own)
+            } else {
+                None
+            };
+            let results: &[JobResult] = amended.as_deref().unwrap_or(results);
             // Judge every result against what is (now) current.
             let mut deltas = Deltas::default();
             let mut seen: HashSet<(i64, i32)> = HashSet::new();
@@ -207,7 +323,7 @@ impl Store {
                     "INSERT INTO result (task_id, run, words_count, http_status_code, error, \
                      timestamp, final_url, content_type, charset, bytes_read, truncated, \
                      duration_ms, attempts, outcome, charset_source, attempt_log, counts, \
-                     redirects) ",
+                     redirects, not_modified, etag, last_modified) ",
                 );
                 qb.push_values(chunk, |mut b, (jr, outcome)| {
                     let r = &jr.result;
@@ -235,7 +351,10 @@ impl Store {
                                 .as_ref()
                                 .and_then(|c| serde_json::to_string(c).ok()),
                         )
-                        .push_bind(super::json_list(&r.redirects));
+                        .push_bind(super::json_list(&r.redirects))
+                        .push_bind(r.not_modified)
+                        .push_bind(r.etag.clone())
+                        .push_bind(r.last_modified.clone());
                 });
                 qb.push(" ON CONFLICT (task_id, run) DO NOTHING RETURNING task_id, run");
                 for row in qb.build().fetch_all(&mut *tx).await? {
@@ -257,6 +376,10 @@ impl Store {
                         QueryBuilder::new("UPDATE task SET task_status = 'FINISHED', outcome = ");
                     qb.push_bind(outcome.as_str());
                     qb.push(", updated_at = ").push_bind(now);
+                    if *outcome == Outcome::Ok {
+                        // The validators a later run sends (DESIGN §16): the latest ok result's.
+                        qb.push(TASK_VALIDATORS);
+                    }
                     qb.push(" WHERE task_status <> 'FINISHED' AND id IN (");
                     push_ids(&mut qb, chunk);
                     qb.push(")");
@@ -275,6 +398,24 @@ impl Store {
             apply_deltas!(tx, &deltas, now);
             apply_crawl_deltas!(tx, &crawl);
             RecordRollups::record_rollups(&mut *tx, &rollup).await?;
+            // Watching (DESIGN §16): changes against the previous run, and the batch's run
+            // closed when this finished the batch — in this same transaction.
+            let stored: Vec<StoredCount> = results
+                .iter()
+                .zip(&verdicts)
+                .filter(|(jr, v)| {
+                    **v == StoreOutcome::Stored && inserted.contains(&(jr.task_id, jr.run))
+                })
+                .map(|(jr, _)| StoredCount {
+                    task_id: jr.task_id,
+                    batch: current.get(&jr.task_id).and_then(|c| c.batch),
+                    run: jr.run,
+                    words_count: jr.result.words_count,
+                    counts: jr.result.counts.as_ref(),
+                })
+                .collect();
+            RecordChanges::record_changes(&mut *tx, &stored, now).await?;
+            FinishRuns::finish_runs(&mut *tx, &super::changes::touched(&deltas)).await?;
             tx.commit().await?;
         });
         Ok(Written {

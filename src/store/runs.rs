@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use sqlx::{QueryBuilder, Row};
 
+use super::changes::FinishRuns;
 use super::rollups::{RecordRollups, RollupRow};
 use super::{
     CHUNK, Deltas, RESULT_COLUMNS, RETURNING_TASK, Store, StoreError, StoreResult, push_ids,
@@ -42,14 +43,35 @@ impl Store {
 
     /// `retry_tasks`, recording who retried each task (and the run it started).
     pub async fn retry_tasks_by(&self, ids: &[i64], who: &str) -> StoreResult<Vec<Task>> {
+        Ok(self
+            .retry_tasks_guarded(ids, who, None)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// `retry_tasks_by`; with `step`, a scheduled run's chunk (store/schedules.rs): the
+    /// run's cursor moves in the same transaction, and None (nothing done) when another
+    /// process moved it first. Without it, a retry of a finished batch opens its next run.
+    pub(crate) async fn retry_tasks_guarded(
+        &self,
+        ids: &[i64],
+        who: &str,
+        step: Option<&super::schedules::CursorStep>,
+    ) -> StoreResult<Option<Vec<Task>>> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let ids = &ids[..ids.len().min(CHUNK)];
         let now = now_ms();
         let mut out = Vec::new();
         on_pool!(self, |pool| {
             let mut tx = begin_write!(pool);
+            if let Some(step) = step
+                && !super::schedules::step_cursor!(tx, step)
+            {
+                tx.rollback().await?;
+                return Ok(None);
+            }
             // What the current runs counted, to take it out of the batch sums.
             let mut qb = QueryBuilder::new(
                 "SELECT t.id, t.batch_id, t.outcome, r.words_count, r.counts FROM task t \
@@ -105,11 +127,15 @@ impl Store {
                 });
                 qb.build().execute(&mut *tx).await?;
             }
+            if step.is_none() {
+                let batches: Vec<i64> = deltas.by_batch.keys().filter_map(|b| *b).collect();
+                FinishRuns::open_retry_runs(&mut *tx, &batches, now).await?;
+            }
             apply_deltas!(tx, &deltas, now);
             tx.commit().await?;
         });
         out.sort_by_key(|t| t.id);
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Ends every unfinished task among `ids` (at most a thousand) with outcome
@@ -189,6 +215,7 @@ impl Store {
                 })
                 .collect();
             RecordRollups::record_rollups(&mut *tx, &rollup).await?;
+            FinishRuns::finish_runs(&mut *tx, &super::changes::touched(&deltas)).await?;
             tx.commit().await?;
         });
         Ok(out)

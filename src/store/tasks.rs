@@ -319,6 +319,8 @@ impl Store {
                         batch_id: Some(batch_id),
                         run: 1,
                         outcome: None,
+                        etag: None,
+                        last_modified: None,
                         depth: None,
                         found_on: None,
                         role: None,

@@ -912,7 +912,7 @@ async fn several_words_are_counted_in_one_fetch() {
         .unwrap();
     let header = csv.lines().next().unwrap();
     assert!(
-        header.ends_with(",counts,count:python,count:great,count:jython,count:rust"),
+        header.ends_with(",counts,depth,found_on,count:python,count:great,count:jython,count:rust"),
         "{header}"
     );
     let first = csv.lines().nth(1).unwrap();

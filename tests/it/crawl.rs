@@ -154,6 +154,55 @@ async fn crawls_the_site_exactly(app: &TestApp) {
     );
     // A redelivered result adds nothing: the batch's total equals the distinct URLs.
     assert_eq!(b["total"].as_i64(), Some(want.len() as i64));
+    pages_sort_by_count(app, batch, &want).await;
+}
+
+/// `/batches/{id}/pages` lists the crawl's pages by count, most first or fewest first,
+/// and refuses a bad order or page with a 400.
+async fn pages_sort_by_count(
+    app: &TestApp,
+    batch: i64,
+    want: &BTreeMap<String, (Option<i64>, Option<u16>)>,
+) {
+    let counts_of = |html: &str| -> Vec<i64> {
+        html.split("<tr data-count=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next()?.parse().ok())
+            .collect()
+    };
+    let get = |path: String| async move {
+        let res = app
+            .client
+            .get(app.url(&path))
+            .send()
+            .await
+            .expect("GET pages");
+        (res.status().as_u16(), res.text().await.unwrap_or_default())
+    };
+    let (status, html) = get(format!("/batches/{batch}/pages")).await;
+    assert_eq!(status, 200, "{html}");
+    let desc = counts_of(&html);
+    let mut expected: Vec<i64> = want.values().filter_map(|(c, _)| *c).collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(desc, expected[..desc.len()].to_vec(), "most first");
+    let (_, html) = get(format!("/batches/{batch}/pages?order=asc")).await;
+    let asc = counts_of(&html);
+    assert!(
+        asc.windows(2).all(|w| w[0] <= w[1]),
+        "fewest first: {asc:?}"
+    );
+    for bad in [
+        "order=sideways",
+        "page=0",
+        "page=-3",
+        "page=99999999",
+        "page=x",
+    ] {
+        let (status, _) = get(format!("/batches/{batch}/pages?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    let (status, _) = get("/batches/999999/pages".to_string()).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

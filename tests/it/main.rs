@@ -17,6 +17,7 @@ mod site;
 
 mod auth;
 mod batches;
+mod conditional;
 mod crawl;
 mod deploy;
 mod embedded;
@@ -25,6 +26,9 @@ mod hostile;
 mod openapi;
 mod pipeline;
 mod regions;
+mod robots;
 mod scale;
 mod ssrf;
+mod watch;
+mod webhooks;
 mod workers;

@@ -21,7 +21,11 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
         }
         let text = std::fs::read_to_string(&path).expect("read source file");
         // A call may be split over lines by rustfmt: join everything, then split on it.
-        let joined: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let joined: String = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace(".route( \"", ".route(\"");
         for piece in joined.split(".route(\"").skip(1) {
             let Some((route, rest)) = piece.split_once('"') else {
                 continue;
@@ -153,13 +157,29 @@ async fn document_matches_the_router() {
     assert_eq!(code, 201, "{created}");
     let task = created["tasks"][0]["id"].as_i64().expect("task id");
     let batch = created["batch_id"].as_i64().expect("batch id");
+    let hook = app
+        .client
+        .post(app.url(&format!("/api/batches/{batch}/webhooks")))
+        .json(&json!({ "url": "http://127.0.0.1:9/hook", "events": ["batch.finished"] }))
+        .send()
+        .await
+        .expect("create webhook")
+        .json::<Value>()
+        .await
+        .expect("webhook json")["id"]
+        .as_i64()
+        .expect("webhook id");
 
     // DELETE last: it removes the batch the other requests use.
     let mut ops: Vec<_> = documented.iter().collect();
-    ops.sort_by_key(|(m, _)| m == "DELETE");
+    // DELETEs last, the batch itself at the very end (it takes its webhooks and
+    // schedule with it).
+    ops.sort_by_key(|(m, p)| (m == "DELETE", p == "/api/batches/{id}"));
     for (method, path) in ops {
         let id = if path.starts_with("/api/batches/") {
             batch
+        } else if path.starts_with("/api/webhooks/") {
+            hook
         } else {
             task
         };
@@ -168,6 +188,7 @@ async fn document_matches_the_router() {
             "GET" => app.client.get(&url),
             "POST" => app.client.post(&url).json(&json!({})),
             "DELETE" => app.client.delete(&url),
+            "PUT" => app.client.put(&url).json(&json!({})),
             other => panic!("unexpected method {other}"),
         };
         // POST /api/tasks needs its required field; the others take `{}` or no body.
@@ -194,4 +215,107 @@ async fn document_matches_the_router() {
 
     app.stop().await;
     db.cleanup().await;
+}
+
+/// The header's "JSON API" link opens a page rendering the document: Swagger UI, every file
+/// from our origin (the strict CSP allows no inline script and no CDN), started by our own
+/// initializer pointed at `/api/openapi.json`.
+#[tokio::test]
+async fn the_api_reference_page_renders_the_document_under_the_csp() {
+    let db = TestDb::sqlite();
+    let app = TestApp::start(serve_args(&db.url, 0)).await;
+    let get = |path: &str| app.client.get(app.url(path)).send();
+
+    let home = get("/tasks").await.expect("GET /tasks");
+    let home = home.text().await.expect("body");
+    assert!(
+        home.contains(r#"<a href="/api-docs/">JSON API</a>"#),
+        "the header links the reference page"
+    );
+
+    let res = get("/api-docs/").await.expect("GET /api-docs/");
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let page = res.text().await.expect("page");
+    // Every <script> has a src, every src and href is ours.
+    let scripts: Vec<&str> = page.split("<script").skip(1).collect();
+    assert_eq!(scripts.len(), 2, "{page}");
+    for s in &scripts {
+        assert!(
+            s.trim_start().starts_with("src=\"/"),
+            "inline or foreign script: {s}"
+        );
+        assert!(s.contains("></script>"), "a script with a body: {s}");
+    }
+    let mut refs = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for piece in page.split(attr).skip(1) {
+            let r = piece.split('"').next().unwrap_or_default();
+            assert!(r.starts_with('/'), "not from our origin: {r}");
+            refs.push(r.to_owned());
+        }
+    }
+    for (path, kind) in [
+        ("/api-docs/swagger-ui-bundle.js", "javascript"),
+        ("/api-docs/api-docs.js", "javascript"),
+        ("/api-docs/swagger-ui.css", "text/css"),
+        ("/api-docs/favicon-32x32.png", "image/png"),
+    ] {
+        assert!(
+            refs.iter().any(|r| r == path),
+            "{path} referenced by the page"
+        );
+        let res = get(path).await.expect(path);
+        assert_eq!(res.status(), 200, "{path}");
+        let ct = res.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(ct.contains(kind), "{path}: {ct}");
+        let body = res.bytes().await.expect("asset body");
+        assert!(
+            body.len() > 100,
+            "{path} is the real file ({} bytes)",
+            body.len()
+        );
+    }
+    let init = get("/api-docs/api-docs.js")
+        .await
+        .expect("init")
+        .text()
+        .await
+        .expect("js");
+    assert!(
+        init.contains("\"/api/openapi.json\"") && init.contains("SwaggerUIBundle"),
+        "{init}"
+    );
+    let bundle = get("/api-docs/swagger-ui-bundle.js").await.expect("bundle");
+    assert!(bundle.text().await.expect("js").contains("SwaggerUIBundle"));
+
+    // Only the files the page uses; no source maps, no traversal, no oauth page.
+    for path in [
+        "/api-docs/swagger-ui-bundle.js.map",
+        "/api-docs/index.html",
+        "/api-docs/oauth2-redirect.html",
+        "/api-docs/..%2F..%2FCargo.toml",
+        "/api-docs/nothing.js",
+    ] {
+        let res = get(path).await.expect(path);
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(app.url("/api-docs"))
+        .send()
+        .await
+        .expect("GET /api-docs");
+    assert_eq!(bare.status(), 308);
+    assert_eq!(bare.headers()["location"], "/api-docs/");
+    app.stop().await;
 }

@@ -89,7 +89,7 @@ impl Site {
         b.push_str(&format!(
             "<a href=\"http://user:pw@127.0.0.1:{port}/p/0.html\">creds</a>"
         ));
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             b.push_str(&format!("<a href=\"/private/{i}.html\">private</a>"));
         }
         if i == 3 {
