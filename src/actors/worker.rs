@@ -60,16 +60,13 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
         Err(e) => return error_record(e.to_string(), started),
     };
     let opts = job.options.clone();
-    let words = opts.word_list();
+    // The keys of `counts`: the words, then the patterns (DESIGN §14, §17).
+    let words = opts.count_keys();
     let fetched = fetcher
         .fetch(&url, |meta| {
             let ct = meta.content_type.as_deref();
-            CountingSink(if words.len() > 1 {
-                // One pass over the body for every word (DESIGN §14).
-                BodyCounter::new_words(&words, opts.case_sensitive, opts.whole_word, opts.scope, ct)
-            } else {
-                BodyCounter::new(&opts, ct)
-            })
+            // One pass over the body for every word and pattern.
+            CountingSink(BodyCounter::for_options(&opts, ct))
         })
         .await;
     let counts = fetched.output.as_ref().map(|s| {

@@ -42,6 +42,9 @@ pub struct SubmitArgs {
     /// Where to count: the page's text or its raw HTML.
     #[arg(long, value_enum, default_value_t = ScopeArg::Text)]
     pub scope: ScopeArg,
+    /// Regions and patterns (DESIGN §17).
+    #[command(flatten)]
+    pub regions: RegionPatternArgs,
     /// A name for the batch.
     #[arg(long)]
     pub label: Option<String>,
@@ -56,6 +59,39 @@ pub struct SubmitArgs {
     pub timeout_secs: u64,
     /// File of addresses, one per line; `-` or nothing reads standard input.
     pub file: Option<PathBuf>,
+}
+
+/// `--within`, `--outside`, `--pattern` (DESIGN §17): shared by the verbs that submit
+/// counting options (`submit`, and `crawl`: flatten it with `#[command(flatten)]`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegionPatternArgs {
+    /// Count only inside the elements matching this CSS selector (e.g. `main`,
+    /// `div.body`); repeat for several. Page text only.
+    #[arg(long = "within", value_name = "SEL")]
+    pub within: Vec<String>,
+    /// Never count inside the elements matching this CSS selector (e.g. `nav`, `footer`);
+    /// repeat for several. Page text only.
+    #[arg(long = "outside", value_name = "SEL")]
+    pub outside: Vec<String>,
+    /// Also count this regular expression (e.g. `py(thon)?3\.\d+`), with its own count;
+    /// repeat for several (at most 20).
+    #[arg(long = "pattern", value_name = "RE")]
+    pub patterns: Vec<String>,
+}
+
+impl RegionPatternArgs {
+    /// Adds the given lists to a JSON request body (`within`, `outside`, `patterns`).
+    pub fn add_to(&self, body: &mut serde_json::Value) {
+        for (key, list) in [
+            ("within", &self.within),
+            ("outside", &self.outside),
+            ("patterns", &self.patterns),
+        ] {
+            if !list.is_empty() {
+                body[key] = json!(list);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -147,6 +183,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     if let Some(l) = &args.label {
         body["label"] = json!(l);
     }
+    args.regions.add_to(&mut body);
     let res = auth(client.post(format!("{server}/api/tasks")))
         .header("content-type", "application/json")
         .body(body.to_string())

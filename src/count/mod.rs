@@ -17,9 +17,13 @@ mod links;
 #[cfg(test)]
 mod links_tests;
 mod matcher;
+mod pattern;
 mod scanner;
 #[cfg(test)]
 mod scanner_tests;
+mod select;
+#[cfg(test)]
+mod select_tests;
 mod word_runs;
 mod words;
 
@@ -34,7 +38,80 @@ use self::html::HtmlText;
 use self::links::LinkCollector;
 pub use self::links::{LinkOptions, PageLinks};
 use self::scanner::Scanner;
+pub use self::select::validate_regions;
 use self::words::Counter;
+
+pub use self::pattern::{AUTOMATON_LIMIT, MAX_PATTERN_CHARS, MAX_PATTERNS, validate_patterns};
+
+/// Most CSS selectors in each of `within` and `outside` (DESIGN §17).
+pub const MAX_SELECTORS: usize = 20;
+/// Longest CSS selector (in chars).
+pub const MAX_SELECTOR_CHARS: usize = 1000;
+/// Deepest nesting of brackets in a selector (`:not(:not(…))`): a cheap bound on what a
+/// selector parser must recurse through, whatever engine checks the rest.
+pub const MAX_SELECTOR_NESTING: usize = 32;
+
+/// Refuses raw control characters and U+FFFD in a user's selector or pattern: U+FFFD is
+/// what a form or JSON decoder leaves of invalid UTF-8, so the request was not what its
+/// sender meant (escapes like `\t` in a pattern are fine).
+pub(crate) fn check_chars(what: &str, s: &str) -> Result<(), String> {
+    if s.contains('\u{FFFD}') {
+        return Err(format!(
+            "{what} contains U+FFFD (invalid UTF-8 in the request?)"
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Checks the limits of the regions this module owns: at most [`MAX_SELECTORS`] selectors
+/// in each list, each non-empty and at most [`MAX_SELECTOR_CHARS`], and regions only with
+/// the text scope (the raw scope has no elements). The selector syntax itself is checked
+/// by the regions engine (`count::validate_regions`, H-links' `select.rs`).
+pub fn validate_region_limits(
+    within: &[String],
+    outside: &[String],
+    scope: Scope,
+) -> Result<(), String> {
+    for (name, list) in [("within", within), ("outside", outside)] {
+        if list.len() > MAX_SELECTORS {
+            return Err(format!("`{name}`: at most {MAX_SELECTORS} selectors"));
+        }
+        for sel in list {
+            if sel.trim().is_empty() {
+                return Err(format!("`{name}`: a selector must not be empty"));
+            }
+            if sel.chars().count() > MAX_SELECTOR_CHARS {
+                return Err(format!(
+                    "`{name}`: a selector must be at most {MAX_SELECTOR_CHARS} characters long"
+                ));
+            }
+            check_chars(&format!("`{name}` selector"), sel)?;
+            let mut depth = 0usize;
+            for c in sel.chars() {
+                match c {
+                    '(' | '[' => depth += 1,
+                    ')' | ']' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                if depth > MAX_SELECTOR_NESTING {
+                    return Err(format!(
+                        "`{name}`: a selector may nest at most {MAX_SELECTOR_NESTING} levels \
+                         of brackets (`:not(:not(…))`)"
+                    ));
+                }
+            }
+        }
+    }
+    if scope == Scope::Raw && !(within.is_empty() && outside.is_empty()) {
+        return Err(
+            "regions (`within`, `outside`) apply to the text scope only, not to `raw`".to_owned(),
+        );
+    }
+    Ok(())
+}
 
 /// Longest word (in chars) a task may count; keeps the carry-over buffer tiny.
 pub const MAX_WORD_CHARS: usize = 100;
@@ -80,6 +157,18 @@ pub struct CountOptions {
     /// the first word). Empty = just `word`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub words: Vec<String>,
+    /// Regions (DESIGN §17): CSS selectors whose elements are the only ones counted.
+    /// Empty = the whole page. Text scope only (the raw scope has no elements).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub within: Vec<String>,
+    /// Regions (DESIGN §17): CSS selectors whose elements are never counted (navigation,
+    /// footers, sidebars repeated on every page). Text scope only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<String>,
+    /// Regular expressions counted beside the words over the same text stream, each with
+    /// its own count keyed by the pattern text (leftmost-first, non-overlapping).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<String>,
 }
 
 impl Default for CountOptions {
@@ -91,6 +180,9 @@ impl Default for CountOptions {
             whole_word: true,
             scope: Scope::Text,
             words: Vec::new(),
+            within: Vec::new(),
+            outside: Vec::new(),
+            patterns: Vec::new(),
         }
     }
 }
@@ -114,13 +206,26 @@ impl CountOptions {
         self.words = if words.len() > 1 { words } else { Vec::new() };
     }
 
-    /// Like [`validate`](Self::validate), for every word of the list.
+    /// Everything a submitted task asks for, checked in one place (the task form, the API
+    /// and the crawls reuse it): every word ([`validate`](Self::validate)), the regions'
+    /// limits and syntax, and the patterns ([`validate_patterns`]).
     pub fn validate_all(&self) -> Result<(), String> {
         if self.words.is_empty() {
-            self.validate()
+            self.validate()?;
         } else {
-            validate_words(&self.words)
+            validate_words(&self.words)?;
         }
+        validate_region_limits(&self.within, &self.outside, self.scope)?;
+        validate_regions(&self.within, &self.outside)?;
+        validate_patterns(&self.patterns, &self.word_list(), self.case_sensitive)
+    }
+
+    /// The keys of a result's `counts`, in the order of [`CountSummary::counts`] from
+    /// [`BodyCounter::for_options`]: the words, then the patterns (their text).
+    pub fn count_keys(&self) -> Vec<String> {
+        let mut keys = self.word_list();
+        keys.extend(self.patterns.iter().cloned());
+        keys
     }
 
     /// Checks a user-supplied option set; `Err` is a human sentence fit to show in the form.
@@ -252,7 +357,30 @@ enum Pipeline {
 
 impl Pipeline {
     fn new(spec: &Spec<'_>, content_is_html: bool, engine: Engine) -> Self {
-        let counter = Counter::new(spec.words, spec.case_sensitive, spec.whole_word);
+        let counter = Counter::with_patterns(
+            spec.words,
+            spec.patterns,
+            spec.case_sensitive,
+            spec.whole_word,
+        );
+        if spec.scope == Scope::Text
+            && content_is_html
+            && engine == Engine::Scanner
+            && !(spec.within.is_empty() && spec.outside.is_empty())
+        {
+            match select::Regions::compile(spec.within, spec.outside) {
+                Ok(regions) => {
+                    return Pipeline::Html(Box::new(Scanner::with_regions(
+                        counter,
+                        spec.links.map(LinkCollector::new),
+                        std::sync::Arc::new(regions),
+                    )));
+                }
+                // Options are validated on submission (`validate_regions`); a task that
+                // slipped through is counted without regions rather than not at all.
+                Err(e) => tracing::warn!(error = %e, "invalid regions ignored"),
+            }
+        }
         if let (Some(links), true, Engine::Scanner) = (spec.links, content_is_html, engine) {
             let collector = LinkCollector::new(links);
             return match spec.scope {
@@ -309,6 +437,11 @@ impl Pipeline {
 /// What to count, borrowed: the words and the options shared by all of them.
 struct Spec<'a> {
     words: &'a [String],
+    /// Regular expressions counted after the words (DESIGN §17).
+    patterns: &'a [String],
+    /// Regions (DESIGN §17): CSS selectors (text scope of an HTML page only).
+    within: &'a [String],
+    outside: &'a [String],
     case_sensitive: bool,
     whole_word: bool,
     scope: Scope,
@@ -320,6 +453,9 @@ impl<'a> Spec<'a> {
     fn of(opts: &'a CountOptions) -> Self {
         Spec {
             words: std::slice::from_ref(&opts.word),
+            patterns: &[],
+            within: &[],
+            outside: &[],
             case_sensitive: opts.case_sensitive,
             whole_word: opts.whole_word,
             scope: opts.scope,
@@ -392,6 +528,9 @@ impl BodyCounter {
     ) -> Self {
         let spec = Spec {
             words,
+            patterns: &[],
+            within: &[],
+            outside: &[],
             case_sensitive,
             whole_word,
             scope,
@@ -413,10 +552,31 @@ impl BodyCounter {
         let words = opts.word_list();
         let spec = Spec {
             words: &words,
+            patterns: &opts.patterns,
+            within: &opts.within,
+            outside: &opts.outside,
             case_sensitive: opts.case_sensitive,
             whole_word: opts.whole_word,
             scope: opts.scope,
             links: Some(links),
+        };
+        Self::with_spec(&spec, content_type)
+    }
+
+    /// Counts everything `opts` asks for in one pass: its words (one or several) and its
+    /// patterns; the summary's `counts` follow [`CountOptions::count_keys`]. Options are
+    /// expected to be [validated](CountOptions::validate_all).
+    pub fn for_options(opts: &CountOptions, content_type: Option<&str>) -> Self {
+        let words = opts.word_list();
+        let spec = Spec {
+            words: &words,
+            patterns: &opts.patterns,
+            within: &opts.within,
+            outside: &opts.outside,
+            case_sensitive: opts.case_sensitive,
+            whole_word: opts.whole_word,
+            scope: opts.scope,
+            links: None,
         };
         Self::with_spec(&spec, content_type)
     }
@@ -613,6 +773,9 @@ pub fn count_text_words(
 ) -> Vec<u64> {
     let spec = Spec {
         words,
+        patterns: &[],
+        within: &[],
+        outside: &[],
         case_sensitive,
         whole_word,
         scope,
@@ -638,6 +801,9 @@ pub fn count_text_html5ever(
 ) -> Vec<u64> {
     let spec = Spec {
         words,
+        patterns: &[],
+        within: &[],
+        outside: &[],
         case_sensitive,
         whole_word,
         scope,
@@ -654,6 +820,18 @@ pub fn count_text_html5ever(
         rest = &rest[cut..];
     }
     pipeline.finish().0
+}
+
+/// Tests only: the text stream html5ever's extractor gives for an HTML page (a block
+/// boundary as `\0`), the input of the pattern oracle on the corpus.
+#[cfg(test)]
+pub(crate) fn text_stream_html5ever(text: &str) -> String {
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut h = HtmlText::new(Counter::Record(std::sync::Arc::clone(&out)));
+    h.push_str(text);
+    h.finish();
+    let s = out.lock().map(|s| s.clone()).unwrap_or_default();
+    s
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ fn opts(word: &str, case_sensitive: bool, whole_word: bool, scope: Scope) -> Cou
         case_sensitive,
         whole_word,
         scope,
-        words: Vec::new(),
+        ..CountOptions::default()
     }
 }
 

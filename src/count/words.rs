@@ -18,6 +18,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind, Span};
 use super::matcher::{
     Matcher, floor_char_boundary, fold_ascii_from, push_lowercased, word_after, word_before,
 };
+use super::pattern::PatternSet;
 use super::word_runs::{self, RunTable};
 
 /// Size at which the pending text is scanned (see the single-word matcher).
@@ -32,6 +33,13 @@ const SCAN_THRESHOLD: usize = 8;
 pub(crate) enum Counter {
     One(Box<Matcher>),
     Many(Box<MultiMatcher>),
+    /// Words and patterns (DESIGN §17): the same pieces go to both; the counts are the
+    /// words' then the patterns'.
+    WithPatterns(Box<Counter>, Box<PatternSet>),
+    /// Tests only: keeps the text stream (a separator as `\0`) instead of counting, so an
+    /// oracle can run over exactly what the pipeline produced.
+    #[cfg(test)]
+    Record(std::sync::Arc<std::sync::Mutex<String>>),
 }
 
 impl Counter {
@@ -47,12 +55,36 @@ impl Counter {
         }
     }
 
+    /// [`Counter::new`], then one count per pattern after the words' (none: just the
+    /// words' counter).
+    pub(crate) fn with_patterns(
+        words: &[String],
+        patterns: &[String],
+        case_sensitive: bool,
+        whole_word: bool,
+    ) -> Self {
+        let counter = Counter::new(words, case_sensitive, whole_word);
+        if patterns.is_empty() {
+            return counter;
+        }
+        Counter::WithPatterns(
+            Box::new(counter),
+            Box::new(PatternSet::new(patterns, case_sensitive, whole_word)),
+        )
+    }
+
     /// Feeds the next piece of text.
     #[inline]
     pub(crate) fn push_str(&mut self, s: &str) {
         match self {
             Counter::One(m) => m.push_str(s),
             Counter::Many(m) => m.push_str(s),
+            Counter::WithPatterns(w, p) => {
+                w.push_str(s);
+                p.push_str(s);
+            }
+            #[cfg(test)]
+            Counter::Record(r) => r.lock().expect("recorder").push_str(s),
         }
     }
 
@@ -61,7 +93,7 @@ impl Counter {
     pub(crate) fn takes_bytes(&self) -> bool {
         match self {
             Counter::One(m) => m.takes_bytes(),
-            Counter::Many(_) => false,
+            _ => false,
         }
     }
 
@@ -70,6 +102,12 @@ impl Counter {
         match self {
             Counter::One(m) => m.push_separator(),
             Counter::Many(m) => m.push_separator(),
+            Counter::WithPatterns(w, p) => {
+                w.push_separator();
+                p.push_separator();
+            }
+            #[cfg(test)]
+            Counter::Record(r) => r.lock().expect("recorder").push('\0'),
         }
     }
 
@@ -78,6 +116,13 @@ impl Counter {
         match self {
             Counter::One(m) => vec![m.finish()],
             Counter::Many(m) => m.finish(),
+            Counter::WithPatterns(w, p) => {
+                let mut counts = w.finish();
+                counts.extend(p.finish());
+                counts
+            }
+            #[cfg(test)]
+            Counter::Record(_) => Vec::new(),
         }
     }
 }

@@ -70,6 +70,13 @@ pub struct CreateTasks {
     pub scope: Option<Scope>,
     /// A name for the batch these addresses become.
     pub label: Option<String>,
+    /// Count only inside the elements matching these CSS selectors (text scope only).
+    pub within: Option<Vec<String>>,
+    /// Never count inside the elements matching these CSS selectors (text scope only).
+    pub outside: Option<Vec<String>>,
+    /// Regular expressions counted beside the words, each with its own count (at most 20;
+    /// the result's `counts` has one key per pattern, its text).
+    pub patterns: Option<Vec<String>>,
 }
 
 /// One accepted address of `POST /api/tasks`.
@@ -137,6 +144,13 @@ pub struct TaskJson {
     case_sensitive: bool,
     whole_word: bool,
     scope: Scope,
+    /// The regions and patterns the task counts (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    within: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    outside: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    patterns: Vec<String>,
     attempts: i32,
     #[schema(required = true)]
     result: Option<ResultRecord>,
@@ -160,6 +174,9 @@ impl From<TaskView> for TaskJson {
             case_sensitive: t.options.case_sensitive,
             whole_word: t.options.whole_word,
             scope: t.options.scope,
+            within: t.options.within,
+            outside: t.options.outside,
+            patterns: t.options.patterns,
             attempts: t.attempts,
             result: v.result,
             history: None,
@@ -194,6 +211,9 @@ async fn create(
         whole_word: req.whole_word.unwrap_or(d.whole_word),
         scope: req.scope.unwrap_or(d.scope),
         words: Vec::new(),
+        within: req.within.clone().unwrap_or_default(),
+        outside: req.outside.clone().unwrap_or_default(),
+        patterns: req.patterns.clone().unwrap_or_default(),
     };
     if let Some(words) = req.words {
         if req.word.is_some() {

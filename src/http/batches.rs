@@ -66,6 +66,30 @@ pub struct BatchView {
     pub done: bool,
 }
 
+/// The regions and patterns of a batch or task as (label, list) lines for its page
+/// (DESIGN §17): "counted only inside" / "never inside" selectors, the patterns.
+pub(crate) fn regions_patterns_facts(
+    o: &crate::count::CountOptions,
+) -> Vec<(&'static str, String)> {
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("“{s}”"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    if !o.within.is_empty() {
+        out.push(("counted only inside", list(&o.within)));
+    }
+    if !o.outside.is_empty() {
+        out.push(("never inside", list(&o.outside)));
+    }
+    if !o.patterns.is_empty() {
+        out.push(("patterns", list(&o.patterns)));
+    }
+    out
+}
+
 impl BatchView {
     pub fn from_batch(b: &Batch, now: i64) -> BatchView {
         let outcomes: Vec<(&'static str, &'static str, i64)> = Outcome::ALL
@@ -145,6 +169,9 @@ impl BatchView {
         if o.scope == crate::count::Scope::Raw {
             what.push_str(" · raw HTML");
         }
+        for (label, list) in regions_patterns_facts(o) {
+            what.push_str(&format!(" · {label} {list}"));
+        }
         BatchView {
             id: b.id,
             title: match &b.label {
@@ -161,9 +188,9 @@ impl BatchView {
             finished: b.finished,
             percent: b.percent(),
             words_total: b.words_total,
-            word_totals: if b.options.words.len() > 1 {
+            word_totals: if b.options.count_keys().len() > 1 {
                 b.options
-                    .words
+                    .count_keys()
                     .iter()
                     .map(|w| (w.clone(), b.word_totals.get(w).copied().unwrap_or(0)))
                     .collect()

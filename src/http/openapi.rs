@@ -171,6 +171,11 @@ pub struct FilterParams {
     batch: Option<i64>,
     /// Only tasks whose address contains this text.
     q: Option<String>,
+    /// Only tasks whose current result counted this word or pattern (its text, as
+    /// submitted) more than zero times. Tasks without a result match neither filter.
+    contains: Option<String>,
+    /// Only tasks whose current result counted this word or pattern zero times.
+    absent: Option<String>,
 }
 
 /// Keyset paging of `GET /api/tasks`.

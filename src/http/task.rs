@@ -187,7 +187,7 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
         .collect();
     let t = &v.task;
     let o = &t.options;
-    let options = vec![
+    let mut options = vec![
         (
             if o.words.len() > 1 { "words" } else { "word" },
             o.word_list().join(", "),
@@ -220,6 +220,7 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
         ("submitted", utc(t.timestamp)),
         ("queued", t.attempts.to_string() + " time(s) this run"),
     ];
+    options.extend(crate::http::batches::regions_patterns_facts(o));
     Ok((
         TaskPanel {
             row: Row::from_view(&v),

@@ -42,12 +42,31 @@ pub struct ListQuery {
     pub v: Option<i64>,
     /// The page the polled table lives on (`/batches/{id}`), for its links (poll only).
     pub base: Option<String>,
+    /// Only tasks whose current result counted this word or pattern (count > 0).
+    pub contains: Option<String>,
+    /// Only tasks whose current result counted this word or pattern zero times.
+    pub absent: Option<String>,
 }
 
 /// `/batches/{digits}`: the only other page a task table lives on.
 fn is_batch_path(p: &str) -> bool {
     p.strip_prefix("/batches/")
         .is_some_and(|id| !id.is_empty() && id.len() < 20 && id.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A `contains` / `absent` value: a word or pattern as the task counts it (a key of the
+/// result's `counts`), at most as long as a pattern may be.
+fn count_key(s: &Option<String>, name: &str) -> Result<Option<String>, Error> {
+    let Some(v) = nonempty(s) else {
+        return Ok(None);
+    };
+    if v.chars().count() > crate::count::MAX_PATTERN_CHARS {
+        return Err(Error::BadRequest(format!(
+            "`{name}` must be at most {} characters long",
+            crate::count::MAX_PATTERN_CHARS
+        )));
+    }
+    Ok(Some(v.to_string()))
 }
 
 pub(crate) fn nonempty(s: &Option<String>) -> Option<&str> {
@@ -86,6 +105,8 @@ impl ListQuery {
             after: id(&self.after, "after")?,
             limit,
             oldest_first: false,
+            contains: count_key(&self.contains, "contains")?,
+            absent: count_key(&self.absent, "absent")?,
         })
     }
 }
@@ -100,6 +121,9 @@ pub struct TableView {
     /// The batch the table is limited to ("" = all tasks).
     pub batch: String,
     pub q: String,
+    /// The "contains" / "absent" filters (a word or pattern; "" = none).
+    pub contains: String,
+    pub absent: String,
     /// The current filter as a query string (for exports and bulk actions).
     pub filter_qs: String,
     /// Where this table lives (`/tasks` or `/batches/{id}`), for its links.
@@ -118,6 +142,10 @@ pub struct FormView {
     pub whole_word: bool,
     pub case_sensitive: bool,
     pub raw: bool,
+    /// Regions and patterns (DESIGN §17), as typed: one selector / pattern per line.
+    pub within: String,
+    pub outside: String,
+    pub patterns: String,
 }
 
 impl Default for FormView {
@@ -130,6 +158,9 @@ impl Default for FormView {
             whole_word: d.whole_word,
             case_sensitive: d.case_sensitive,
             raw: d.scope == Scope::Raw,
+            within: String::new(),
+            outside: String::new(),
+            patterns: String::new(),
         }
     }
 }
@@ -205,6 +236,8 @@ pub(crate) async fn table_view(
         .unwrap_or_default();
     let batch = filter.batch.map(|b| b.to_string()).unwrap_or_default();
     let search = filter.search.clone().unwrap_or_default();
+    let contains = filter.contains.clone().unwrap_or_default();
+    let absent = filter.absent.clone().unwrap_or_default();
     // On a batch's page the batch is implied by the path.
     let in_batch_page = base != "/tasks";
     let link_batch = if in_batch_page { "" } else { batch.as_str() };
@@ -213,6 +246,8 @@ pub(crate) async fn table_view(
         ("outcome", outcome.as_str()),
         ("batch", link_batch),
         ("q", search.as_str()),
+        ("contains", contains.as_str()),
+        ("absent", absent.as_str()),
     ];
     let with = |extra: (&str, &str)| {
         let mut pairs = keep.to_vec();
@@ -243,6 +278,8 @@ pub(crate) async fn table_view(
             ("outcome", outcome.as_str()),
             ("batch", batch.as_str()),
             ("q", search.as_str()),
+            ("contains", contains.as_str()),
+            ("absent", absent.as_str()),
             ("before", &before),
             ("after", &after),
             ("v", &version),
@@ -254,8 +291,12 @@ pub(crate) async fn table_view(
         ("outcome", outcome.as_str()),
         ("batch", batch.as_str()),
         ("q", search.as_str()),
+        ("contains", contains.as_str()),
+        ("absent", absent.as_str()),
     ]);
     let filtered = filter.status.is_some()
+        || filter.contains.is_some()
+        || filter.absent.is_some()
         || filter.outcome.is_some()
         || filter.search.is_some()
         || (filter.batch.is_some() && !in_batch_page);
@@ -268,6 +309,8 @@ pub(crate) async fn table_view(
             outcome,
             batch,
             q: search,
+            contains,
+            absent,
             filter_qs,
             base: base.to_string(),
             older_url,
@@ -322,6 +365,22 @@ pub struct SubmitForm {
     pub whole_word: Option<String>,
     pub case_sensitive: Option<String>,
     pub scope: Option<String>,
+    /// "Only inside …": CSS selectors, one per line.
+    pub within: Option<String>,
+    /// "Never inside …": CSS selectors, one per line.
+    pub outside: Option<String>,
+    /// "Count a pattern": regular expressions, one per line.
+    pub patterns: Option<String>,
+}
+
+/// The non-blank lines of a textarea, trimmed of the line ends (a pattern's own spaces
+/// matter, so only `\r` and blank lines go).
+fn lines_of(s: &str) -> Vec<String> {
+    s.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 async fn post_form(
@@ -347,6 +406,9 @@ async fn post_form(
         whole_word: f.whole_word.is_some(),
         case_sensitive: f.case_sensitive.is_some(),
         raw: f.scope.as_deref() == Some("raw"),
+        within: f.within.clone().unwrap_or_default(),
+        outside: f.outside.clone().unwrap_or_default(),
+        patterns: f.patterns.clone().unwrap_or_default(),
     };
     let lines: Vec<String> = f.addresses.lines().map(str::to_string).collect();
     let scope = match f.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -373,6 +435,15 @@ async fn post_form(
                 whole_word: form.whole_word,
                 scope,
                 words: Vec::new(),
+                within: lines_of(&form.within)
+                    .iter()
+                    .map(|l| l.trim().to_string())
+                    .collect(),
+                outside: lines_of(&form.outside)
+                    .iter()
+                    .map(|l| l.trim().to_string())
+                    .collect(),
+                patterns: lines_of(&form.patterns),
             };
             if words.len() > 1 {
                 options.set_words(words);

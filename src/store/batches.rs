@@ -83,12 +83,13 @@ pub struct BatchDistribution {
 
 const BATCH_COLUMNS: &str = "id, label, created_at, word, case_sensitive, whole_word, scope, \
      total, not_started, pending, finished, ok, http_error, failed, truncated, cancelled, \
-     words_total, version, updated_at, finished_at, created_by, words, word_totals";
+     words_total, version, updated_at, finished_at, created_by, words, word_totals, regions_patterns";
 
 macro_rules! batch_from_row {
     ($row:expr) => {{
         let row = $row;
         let scope: String = row.try_get("scope")?;
+        let extra = super::RegionsPatterns::read(row.try_get("regions_patterns")?)?;
         Batch {
             id: row.try_get("id")?,
             label: row.try_get("label")?,
@@ -99,6 +100,9 @@ macro_rules! batch_from_row {
                 whole_word: row.try_get("whole_word")?,
                 scope: Scope::from_str(&scope).map_err(StoreError::Corrupt)?,
                 words: super::json_column(row.try_get("words")?, "words")?.unwrap_or_default(),
+                within: extra.within,
+                outside: extra.outside,
+                patterns: extra.patterns,
             },
             total: row.try_get("total")?,
             not_started: row.try_get("not_started")?,

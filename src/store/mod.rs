@@ -110,6 +110,7 @@ macro_rules! task_from_row {
         let status: String = row.try_get("task_status")?;
         let scope: String = row.try_get("scope")?;
         let outcome: Option<String> = row.try_get("outcome")?;
+        let extra = crate::store::RegionsPatterns::read(row.try_get("regions_patterns")?)?;
         crate::model::Task {
             id: row.try_get("id")?,
             address: row.try_get("address")?,
@@ -122,6 +123,9 @@ macro_rules! task_from_row {
                 scope: crate::count::Scope::from_str(&scope).map_err(StoreError::Corrupt)?,
                 words: crate::store::json_column(row.try_get("words")?, "words")?
                     .unwrap_or_default(),
+                within: extra.within,
+                outside: extra.outside,
+                patterns: extra.patterns,
             },
             attempts: row.try_get("attempts")?,
             queued_at: row.try_get("queued_at")?,
@@ -174,14 +178,14 @@ macro_rules! result_from_row {
 
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.address, t.timestamp, t.task_status, t.word, \
      t.case_sensitive, t.whole_word, t.scope, t.attempts, t.queued_at, t.updated_at, \
-     t.batch_id, t.run, t.outcome, t.words";
+     t.batch_id, t.run, t.outcome, t.words, t.regions_patterns";
 pub(crate) const RESULT_COLUMNS: &str = "r.id AS r_id, r.words_count, r.http_status_code, \
      r.error, r.timestamp AS r_timestamp, r.final_url, r.content_type, r.charset, \
      r.bytes_read, r.truncated, r.duration_ms, r.attempts AS r_attempts, r.charset_source, \
      r.attempt_log, r.counts, r.redirects";
 pub(crate) const RETURNING_TASK: &str = " RETURNING id, address, timestamp, task_status, \
      word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at, batch_id, \
-     run, outcome, words";
+     run, outcome, words, regions_patterns";
 
 /// Changes to one set of totals (the `task_stats` row, or one batch), summed over one
 /// transaction.
@@ -366,6 +370,7 @@ mod batches;
 mod results;
 mod runs;
 mod search;
+mod task_counts;
 mod tasks;
 
 pub mod rollups;
@@ -470,6 +475,39 @@ pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
     v.map(|t| serde_json::from_str(&t))
         .transpose()
         .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The `regions_patterns` column of a task or batch (migration 0011): a task's regions and
+/// patterns as one JSON object, NULL when it has none.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub(crate) struct RegionsPatterns {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub within: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<String>,
+}
+
+impl RegionsPatterns {
+    /// The column's value for `o`.
+    pub(crate) fn column(o: &crate::count::CountOptions) -> Option<String> {
+        if o.within.is_empty() && o.outside.is_empty() && o.patterns.is_empty() {
+            return None;
+        }
+        let v = RegionsPatterns {
+            within: o.within.clone(),
+            outside: o.outside.clone(),
+            patterns: o.patterns.clone(),
+        };
+        serde_json::to_string(&v).ok()
+    }
+
+    /// The column read back (NULL = none).
+    pub(crate) fn read(v: Option<String>) -> StoreResult<Self> {
+        Ok(json_column(v, "regions_patterns")?.unwrap_or_default())
+    }
 }
 
 /// A list as a JSON text column: NULL when empty.

@@ -82,6 +82,8 @@ impl Store {
             let mut history_at: Vec<usize> = Vec::new();
             // Throughput rollups count each run's first result only (DESIGN §12).
             let mut rollup: Vec<RollupRow> = Vec::new();
+            // One row per word/pattern of each stored current result (the filters').
+            let mut count_rows: Vec<super::task_counts::CountRow<'_>> = Vec::new();
             for jr in results {
                 let Some(cur) = current.get_mut(&jr.task_id) else {
                     verdicts.push(StoreOutcome::UnknownTask);
@@ -120,6 +122,7 @@ impl Store {
                     bytes: jr.result.bytes_read,
                 });
                 finish.entry(outcome).or_default().push(jr.task_id);
+                super::task_counts::rows_of(&mut count_rows, jr.task_id, cur.batch, &jr.result);
                 to_insert.push((jr, outcome));
                 verdicts.push(StoreOutcome::Stored);
             }
@@ -184,6 +187,12 @@ impl Store {
                     qb.push(")");
                     qb.build().execute(&mut *tx).await?;
                 }
+            }
+            for chunk in count_rows.chunks(super::task_counts::CHUNK) {
+                super::task_counts::insert_query(chunk)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
             }
             apply_deltas!(tx, &deltas, now);
             RecordRollups::record_rollups(&mut *tx, &rollup).await?;

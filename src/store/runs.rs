@@ -87,6 +87,11 @@ impl Store {
                 for row in qb.build().fetch_all(&mut *tx).await? {
                     out.push(task_from_row!(&row));
                 }
+                // A new run has no result yet: it matches neither `contains` nor `absent`.
+                let mut qb = QueryBuilder::new("DELETE FROM task_count WHERE task_id IN (");
+                push_ids(&mut qb, &finished);
+                qb.push(")");
+                qb.build().execute(&mut *tx).await?;
                 let mut qb = QueryBuilder::new(
                     "INSERT INTO audit (at, who, action, batch_id, task_id, run) ",
                 );

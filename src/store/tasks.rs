@@ -38,6 +38,11 @@ pub struct TaskFilter {
     pub limit: i64,
     /// Oldest first (exports, bulk actions) instead of newest first.
     pub oldest_first: bool,
+    /// Only tasks whose current result counted this word or pattern more than zero times
+    /// (`task_counts.rs`).
+    pub contains: Option<String>,
+    /// Only tasks whose current result counted this word or pattern zero times.
+    pub absent: Option<String>,
 }
 
 impl TaskFilter {
@@ -122,6 +127,7 @@ impl Bulk for sqlx::Postgres {
         let mut whole_word = Vec::with_capacity(chunk.len());
         let mut scope = Vec::with_capacity(chunk.len());
         let mut words = Vec::with_capacity(chunk.len());
+        let mut extra = Vec::with_capacity(chunk.len());
         for t in chunk {
             address.push(t.address.as_str());
             word.push(t.options.word.as_str());
@@ -129,13 +135,15 @@ impl Bulk for sqlx::Postgres {
             whole_word.push(t.options.whole_word);
             scope.push(t.options.scope.as_str());
             words.push(super::json_list(&t.options.words));
+            extra.push(super::RegionsPatterns::column(&t.options));
         }
         sqlx::query_scalar(
             "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, \
-             whole_word, scope, attempts, updated_at, batch_id, run, words) \
-             SELECT a, $1, 'NOT_STARTED', w, cs, ww, sc, 0, $1, $2, 1, ws \
-             FROM UNNEST($3::text[], $4::text[], $5::bool[], $6::bool[], $7::text[], $8::text[]) \
-             WITH ORDINALITY AS u (a, w, cs, ww, sc, ws, ord) ORDER BY ord RETURNING id",
+             whole_word, scope, attempts, updated_at, batch_id, run, words, regions_patterns) \
+             SELECT a, $1, 'NOT_STARTED', w, cs, ww, sc, 0, $1, $2, 1, ws, rp \
+             FROM UNNEST($3::text[], $4::text[], $5::bool[], $6::bool[], $7::text[], $8::text[], \
+             $9::text[]) WITH ORDINALITY AS u (a, w, cs, ww, sc, ws, rp, ord) ORDER BY ord \
+             RETURNING id",
         )
         .bind(now)
         .bind(batch_id)
@@ -145,6 +153,7 @@ impl Bulk for sqlx::Postgres {
         .bind(whole_word)
         .bind(scope)
         .bind(words)
+        .bind(extra)
         .fetch_all(&mut **tx)
         .await
     }
@@ -187,7 +196,7 @@ impl Bulk for sqlx::Sqlite {
     ) -> Result<Vec<i64>, sqlx::Error> {
         let mut qb = QueryBuilder::new(
             "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, \
-             whole_word, scope, attempts, updated_at, batch_id, run, words) ",
+             whole_word, scope, attempts, updated_at, batch_id, run, words, regions_patterns) ",
         );
         qb.push_values(chunk, |mut b, t| {
             b.push_bind(&t.address)
@@ -201,7 +210,8 @@ impl Bulk for sqlx::Sqlite {
                 .push_bind(now)
                 .push_bind(batch_id)
                 .push_bind(1i32)
-                .push_bind(super::json_list(&t.options.words));
+                .push_bind(super::json_list(&t.options.words))
+                .push_bind(super::RegionsPatterns::column(&t.options));
         });
         qb.push(" RETURNING id");
         qb.build()
@@ -269,7 +279,8 @@ impl Store {
             let o = &first.options;
             let batch_id: i64 = sqlx::query_scalar(
                 "INSERT INTO batch (label, created_at, word, case_sensitive, whole_word, scope, \
-                 updated_at, created_by, words) VALUES ($1, $2, $3, $4, $5, $6, $2, $7, $8) \
+                 updated_at, created_by, words, regions_patterns) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $2, $7, $8, $9) \
                  RETURNING id",
             )
             .bind(label)
@@ -280,6 +291,7 @@ impl Store {
             .bind(o.scope.as_str())
             .bind(created_by)
             .bind(super::json_list(&o.words))
+            .bind(super::RegionsPatterns::column(o))
             .fetch_one(&mut *tx)
             .await?;
             for chunk in new.chunks(CHUNK) {
@@ -446,24 +458,34 @@ impl Store {
             None => None,
         };
         let mut out = Vec::new();
+        let counts = f.count_filters();
         on_pool!(self, |pool| {
-            let mut qb = QueryBuilder::new(format!(
-                "SELECT {TASK_COLUMNS}, {RESULT_COLUMNS} FROM task t \
-                 LEFT JOIN result r ON r.task_id = t.id AND r.run = t.run WHERE 1 = 1"
-            ));
-            match &ids {
-                Some(ids) => {
-                    qb.push(" AND t.id IN (");
-                    push_ids(&mut qb, ids);
-                    qb.push(")");
-                }
-                None => f.push_filters(&mut qb, "t"),
-            }
-            qb.push(if ascending {
-                " ORDER BY t.id ASC LIMIT "
+            let mut qb = QueryBuilder::new(format!("SELECT {TASK_COLUMNS}, {RESULT_COLUMNS}"));
+            // Led by `task_count` when a count filter is given (task_counts.rs).
+            let mut key = "t.id";
+            if ids.is_none() && f.push_count_source(&mut qb) {
+                key = "c.task_id";
+                f.push_filters(&mut qb, "t");
             } else {
-                " ORDER BY t.id DESC LIMIT "
-            });
+                qb.push(
+                    " FROM task t LEFT JOIN result r ON r.task_id = t.id AND r.run = t.run \
+                     WHERE 1 = 1",
+                );
+                match &ids {
+                    Some(ids) => {
+                        qb.push(" AND t.id IN (");
+                        push_ids(&mut qb, ids);
+                        qb.push(")");
+                        // A search page is then only narrowed (it may hold fewer rows).
+                        f.push_other_counts(&mut qb, &counts);
+                    }
+                    None => f.push_filters(&mut qb, "t"),
+                }
+            }
+            qb.push(format!(
+                " ORDER BY {key} {} LIMIT ",
+                if ascending { "ASC" } else { "DESC" }
+            ));
             qb.push_bind(limit);
             let rows = qb.build().fetch_all(pool).await?;
             for row in &rows {
@@ -484,16 +506,57 @@ impl Store {
     pub async fn task_ids(&self, f: &TaskFilter) -> StoreResult<Vec<i64>> {
         let limit = f.limit.clamp(1, CHUNK as i64);
         if f.term().is_some() {
-            return self.search_ids(f, f.oldest_first, limit).await;
+            let counts = f.count_filters();
+            if counts.is_empty() {
+                return self.search_ids(f, f.oldest_first, limit).await;
+            }
+            // Searched and count-filtered: the search's chunks narrowed, until a full chunk
+            // (bulk actions stop at a short one) or the end of the search.
+            let mut out: Vec<i64> = Vec::new();
+            let mut g = f.clone();
+            loop {
+                let ids = self.search_ids(&g, g.oldest_first, limit).await?;
+                let Some(&last) = ids.last() else { break };
+                let narrowed: Vec<i64> = on_pool!(self, |pool| {
+                    let mut qb = QueryBuilder::new("SELECT t.id FROM task t WHERE t.id IN (");
+                    push_ids(&mut qb, &ids);
+                    qb.push(")");
+                    g.push_other_counts(&mut qb, &counts);
+                    let rows = qb.build().fetch_all(pool).await?;
+                    rows.iter()
+                        .map(|r| r.try_get::<i64, _>(0))
+                        .collect::<Result<_, _>>()?
+                });
+                out.extend(narrowed);
+                if out.len() as i64 >= limit || (ids.len() as i64) < limit {
+                    break;
+                }
+                if g.oldest_first {
+                    g.after = Some(last);
+                } else {
+                    g.before = Some(last);
+                }
+            }
+            out.sort_unstable();
+            if !f.oldest_first {
+                out.reverse();
+            }
+            out.truncate(limit as usize);
+            return Ok(out);
         }
         on_pool!(self, |pool| {
-            let mut qb = QueryBuilder::new("SELECT t.id FROM task t WHERE 1 = 1");
-            f.push_filters(&mut qb, "t");
-            qb.push(if f.oldest_first {
-                " ORDER BY t.id ASC LIMIT "
+            let mut qb = QueryBuilder::new("SELECT t.id");
+            let mut key = "t.id";
+            if f.push_count_source(&mut qb) {
+                key = "c.task_id";
             } else {
-                " ORDER BY t.id DESC LIMIT "
-            });
+                qb.push(" FROM task t WHERE 1 = 1");
+            }
+            f.push_filters(&mut qb, "t");
+            qb.push(format!(
+                " ORDER BY {key} {} LIMIT ",
+                if f.oldest_first { "ASC" } else { "DESC" }
+            ));
             qb.push_bind(limit);
             let rows = qb.build().fetch_all(pool).await?;
             rows.iter()

@@ -22,6 +22,7 @@ mod faults;
 mod hostile;
 mod openapi;
 mod pipeline;
+mod regions;
 mod scale;
 mod ssrf;
 mod workers;

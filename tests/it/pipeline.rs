@@ -274,6 +274,7 @@ async fn postgres_bulk_insert_and_mark_queued_keep_rows_and_counters() {
         } else {
             Vec::new()
         },
+        ..Default::default()
     };
     // More than one chunk of a thousand, each row with options of its own.
     let new: Vec<NewTask> = (0..1500)
