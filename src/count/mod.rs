@@ -830,8 +830,7 @@ pub(crate) fn text_stream_html5ever(text: &str) -> String {
     let mut h = HtmlText::new(Counter::Record(std::sync::Arc::clone(&out)));
     h.push_str(text);
     h.finish();
-    let s = out.lock().map(|s| s.clone()).unwrap_or_default();
-    s
+    out.lock().map(|s| s.clone()).unwrap_or_default()
 }
 
 #[cfg(test)]

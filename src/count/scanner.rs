@@ -1506,14 +1506,6 @@ impl Scanner {
         self.st = St::AttrName;
     }
 
-    #[cfg(test)]
-    pub(crate) fn debug_regions(&self) {
-        eprintln!("region_out={} st={:?}", self.region_out, self.st);
-        if let Some(r) = &self.regions {
-            r.debug();
-        }
-    }
-
     /// Ends the document and returns one count per word.
     #[cfg(test)]
     pub(crate) fn finish(self) -> Vec<u64> {

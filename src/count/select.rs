@@ -827,18 +827,6 @@ impl RegionTracker {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn debug(&self) {
-        for e in &self.stack {
-            eprintln!(
-                "{:?} w={} o={}",
-                String::from_utf8_lossy(e.name()),
-                e.within,
-                e.outside
-            );
-        }
-    }
-
     /// Whether text here is counted.
     #[inline]
     pub(crate) fn counted(&self) -> bool {
@@ -974,12 +962,12 @@ impl RegionTracker {
         }
         match name {
             // A heading right inside a heading closes it.
-            b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6" => {
+            b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6"
                 if self.stack.last().is_some_and(|e| {
                     matches!(e.name(), b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6")
-                }) {
-                    self.stack.pop();
-                }
+                }) =>
+            {
+                self.stack.pop();
             }
             // A link inside a link: the tree builder closes the open one first.
             b"a" => {
