@@ -1040,21 +1040,35 @@ impl RegionTracker {
         } else {
             std::str::from_utf8(name).unwrap_or("\u{FFFF}")
         };
-        let attrs: Vec<Option<&str>> = self
-            .vals
-            .iter()
-            .zip(&self.long)
-            .map(|(v, &long)| match v {
+        // A long value only ever satisfies `[a]`: "\u{FFFF}" stands for it (a selector
+        // value would have to contain U+FFFF to tell).
+        fn value<'v>(implied: bool, v: &'v Option<String>, long: bool) -> Option<&'v str> {
+            match v {
                 _ if implied => None,
                 Some(_) if long => Some("\u{FFFF}"),
                 Some(v) => Some(v.as_str()),
                 None => None,
-            })
-            .collect();
+            }
+        }
+        // The values as a slice, without allocating for the usual few attribute names.
+        let mut small: [Option<&str>; 8] = [None; 8];
+        let big: Vec<Option<&str>>;
+        let attrs: &[Option<&str>] = if self.vals.len() <= small.len() {
+            for (slot, v) in small.iter_mut().zip(self.vals.iter().zip(&self.long)) {
+                *slot = value(implied, v.0, *v.1);
+            }
+            &small[..self.vals.len()]
+        } else {
+            big = self
+                .vals
+                .iter()
+                .zip(&self.long)
+                .map(|(v, &l)| value(implied, v, l))
+                .collect();
+            &big
+        };
         for (i, c) in self.regions.compounds.iter().enumerate() {
-            // A long value only ever satisfies `[a]`: "\u{FFFF}" stands for it (no
-            // selector value contains U+FFFF... and if one does, that is documented).
-            if Regions::compound_matches(c, name_str, &attrs) {
+            if Regions::compound_matches(c, name_str, attrs) {
                 e.bits[i / 64] |= 1 << (i % 64);
             }
         }
