@@ -348,6 +348,22 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
         }
         sum
     };
+    // Words and one pattern in one pass (DESIGN §17); the count is the pattern's.
+    let feed_patterns = |o: CountOptions| -> u64 {
+        let o = CountOptions {
+            patterns: vec![r"py(thon)?\d*".to_owned()],
+            ..o
+        };
+        let mut sum = 0;
+        for page in &pages {
+            let mut c = BodyCounter::for_options(&o, Some("text/html; charset=utf-8"));
+            for part in page.as_bytes().chunks(chunk) {
+                c.feed(part);
+            }
+            sum += c.finish().counts.last().copied().unwrap_or(0);
+        }
+        sum
+    };
     // Words plus links (hrefs counted into the sum, so the work cannot be skipped).
     let feed_links = |o: CountOptions| -> u64 {
         let mut sum = 0;
@@ -531,6 +547,18 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
         (
             "text, 20 words, case-sensitive, substring",
             Box::new(|| feed(&twenty, true, false, Scope::Text)),
+        ),
+        (
+            "text, 1 pattern (`py(thon)?\\d*` beside `python`, default options)",
+            Box::new(|| feed_patterns(CountOptions::default())),
+        ),
+        (
+            "text, 1 pattern, case-sensitive, substring",
+            Box::new(|| feed_patterns(opts(true, false, Scope::Text))),
+        ),
+        (
+            "raw, 1 pattern (`py(thon)?\\d*` beside `python`, case-insensitive, whole word)",
+            Box::new(|| feed_patterns(opts(false, true, Scope::Raw))),
         ),
     ];
     for (name, f) in rows {

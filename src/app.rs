@@ -7,6 +7,10 @@
 //! Submitter → drain the listener (every taken message settled) → flush the DB writer →
 //! close the database.
 
+use crate::crawl::job::CrawlKit;
+use crate::crawl::politeness::Politeness;
+use crate::crawl::robots::RobotsCache;
+use crate::crawl::sitemap::SitemapLimits;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,10 +59,12 @@ fn pool_spec(
     slot: ActorSlot<WorkerPoolMsg>,
 ) -> anyhow::Result<ChildSpec> {
     let fetcher = Fetcher::new(w.fetch_config()).context("fetch settings")?;
+    let crawl = crawl_kit(w, &fetcher)?;
     let args = WorkerPoolArgs {
         queue,
         publisher,
         fetcher,
+        crawl,
         workers: w.workers,
         max_deliveries: w.max_deliveries,
         consumer: consumer_name(),
@@ -67,6 +73,25 @@ fn pool_spec(
     Ok(ChildSpec::new("worker_pool", slot, move || {
         (WorkerPool, args.clone())
     }))
+}
+
+/// What the pool's runners share for crawls: one robots.txt cache and one politeness
+/// clock per process, both carried by Redis across processes when it is configured.
+fn crawl_kit(w: &WorkerArgs, fetcher: &Fetcher) -> anyhow::Result<CrawlKit> {
+    let shared = crate::crawl::RedisShared::from_worker_args(w)
+        .transpose()
+        .context("REDIS_URL for crawls")?;
+    Ok(CrawlKit::new(
+        RobotsCache::new(
+            fetcher.clone(),
+            shared.clone(),
+            w.user_agent.clone(),
+            Duration::from_secs(w.robots_cache_secs.max(1)),
+        ),
+        Politeness::new(shared),
+        Duration::from_millis(w.per_host_delay_ms),
+        SitemapLimits::default(),
+    ))
 }
 
 /// How long a draining pool waits for running jobs: one full fetch with its retries.
@@ -232,6 +257,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
         store: store.clone(),
         batch_size: args.db_batch_size,
         batch_delay: Duration::from_millis(args.db_batch_delay_ms),
+        submitter: submitter.clone(),
     };
     let listener_args = NsqListenerArgs {
         source,
@@ -293,6 +319,7 @@ pub async fn start_serve(args: ServeArgs) -> anyhow::Result<Running> {
             ),
         }),
         auth,
+        crawl_max_pages: args.crawl_max_pages,
     };
     let (stop_http, stop_rx) = oneshot::channel::<()>();
     let router = app(state.clone());

@@ -15,6 +15,8 @@
 //! * [`bus`] — result publishing/consuming: NSQ, or in-process.
 //! * [`store`] — SQLite or Postgres through sqlx; the source of truth.
 //! * [`fetch`] / [`count`] / [`address`] — pure, separately tested: what a worker does.
+//! * [`crawl`] — crawls (DESIGN §15): rules, URL normalisation, robots.txt, sitemaps,
+//!   politeness, the worker's crawl step.
 //! * [`app`] — wiring: `serve` and `worker` as functions that tests call.
 //! * [`config`] — the one clap definition of every setting.
 //! * [`cli`] — command-line verbs beside `serve`/`worker` (`submit`).
@@ -32,6 +34,7 @@ pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod count;
+pub mod crawl;
 pub mod fetch;
 pub mod http;
 pub mod metrics;

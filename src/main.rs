@@ -46,6 +46,7 @@ async fn main() -> std::process::ExitCode {
             Err(e) => Err(e),
         },
         Command::Submit(args) => wordtally::cli::submit::run(args).await,
+        Command::Crawl(args) => wordtally::cli::crawl::run(args).await,
         Command::User(args) => wordtally::cli::users::run(args).await,
         Command::Token(args) => wordtally::cli::tokens::run(args).await,
     };

@@ -99,6 +99,13 @@ pub struct Task {
     pub run: i32,
     /// How the current run ended; None while it has not.
     pub outcome: Option<Outcome>,
+    /// A crawl's page: how many links away from a start address (0 for starts and sitemap
+    /// seeds); None for a listed address.
+    pub depth: Option<i32>,
+    /// A crawl's page: the task it was first found on (None for seeds).
+    pub found_on: Option<i64>,
+    /// A crawl task that is not a page (a sitemap, a robots.txt read for sitemaps).
+    pub role: Option<TaskRole>,
 }
 
 impl Task {
@@ -109,6 +116,7 @@ impl Task {
             run: self.run,
             address: self.address.clone(),
             options: self.options.clone(),
+            crawl: None,
         }
     }
 }
@@ -150,6 +158,40 @@ pub struct ResultRecord {
     /// The redirects followed to `final_url`, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirects: Vec<String>,
+    /// The page was found by a crawl but not fetched (robots.txt disallows it; `error`
+    /// says why): outcome `skipped`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+    /// What a crawl's page adds to the crawl (links in scope, what was left out). Travels
+    /// to the DB writer, which turns the links into tasks; not stored with the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub crawl: Option<CrawlReport>,
+}
+
+/// The links a crawled page contributes, found in the same pass as the count (DESIGN §15).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrawlReport {
+    /// Normalised absolute URLs in the crawl's scope, distinct, in page order, at most
+    /// the crawl's `links_per_page`.
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// Sitemaps (from a sitemap index or robots.txt) to read as seeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sitemaps: Vec<String>,
+    /// Distinct links of the page outside the crawl's scope (host, domain, prefix,
+    /// include/exclude patterns).
+    #[serde(default)]
+    pub out_of_scope: u64,
+    /// Links left out for a limit of the page (links per page, URL length, the counting
+    /// pass's own bounds). Links that are no page to crawl (mailto:, javascript:, broken)
+    /// are not counted anywhere.
+    #[serde(default)]
+    pub dropped: u64,
+    /// Why no links were followed from this page, if none were (nofollow, a redirect out
+    /// of scope, not HTML).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What one fetch attempt ended with.
@@ -180,6 +222,8 @@ impl ResultRecord {
             attempt_log: Vec::new(),
             counts: None,
             redirects: Vec::new(),
+            skipped: false,
+            crawl: None,
         }
     }
 }
@@ -214,6 +258,49 @@ pub struct Job {
     pub address: String,
     #[serde(flatten)]
     pub options: CountOptions,
+    /// Set for a page of a crawl: what the worker needs to collect its links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crawl: Option<CrawlJob>,
+}
+
+/// The crawl part of a job (DESIGN §15): the worker never reads the database, so the
+/// rules travel with every job of the crawl.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrawlJob {
+    /// The crawl (batch) id: robots.txt is cached per crawl and origin.
+    pub batch: i64,
+    pub depth: u32,
+    /// What the address is: a page (None), a sitemap, or a robots.txt read for its
+    /// `Sitemap:` lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<TaskRole>,
+    pub rules: crate::crawl::rules::CrawlRules,
+}
+
+/// A crawl task that is not a page to count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskRole {
+    /// A sitemap or sitemap index: its `<loc>`s become depth-0 seeds.
+    Sitemap,
+    /// An origin's robots.txt, read for its `Sitemap:` lines (`sitemaps: "auto"`).
+    Robots,
+}
+
+impl TaskRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskRole::Sitemap => "sitemap",
+            TaskRole::Robots => "robots",
+        }
+    }
+    pub fn parse(s: &str) -> Option<TaskRole> {
+        match s {
+            "sitemap" => Some(TaskRole::Sitemap),
+            "robots" => Some(TaskRole::Robots),
+            _ => None,
+        }
+    }
 }
 
 /// What travels back over the result bus (NSQ topic `counter` by default).
@@ -243,6 +330,8 @@ pub struct Stats {
     pub failed: i64,
     pub truncated: i64,
     pub cancelled: i64,
+    #[serde(default)]
+    pub skipped: i64,
 }
 
 impl Stats {
@@ -272,6 +361,7 @@ mod tests {
             run: 2,
             address: "http://example.com/".into(),
             options: CountOptions::default(),
+            crawl: None,
         };
         let v: serde_json::Value = serde_json::to_value(&job).unwrap();
         assert_eq!(v["task_id"], 7);

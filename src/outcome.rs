@@ -37,15 +37,18 @@ pub enum Outcome {
     Truncated,
     /// Ended by a person before its result arrived.
     Cancelled,
+    /// Found by a crawl but not fetched: robots.txt disallows it (DESIGN §15).
+    Skipped,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Self::Ok,
         Self::HttpError,
         Self::Failed,
         Self::Truncated,
         Self::Cancelled,
+        Self::Skipped,
     ];
 
     /// The spelling used in the database, the API, the page and exports.
@@ -56,6 +59,7 @@ impl Outcome {
             Self::Failed => "failed",
             Self::Truncated => "truncated",
             Self::Cancelled => "cancelled",
+            Self::Skipped => "skipped",
         }
     }
 
@@ -63,6 +67,9 @@ impl Outcome {
     /// other trait (a 404 page may be counted, but it is not the page that was asked
     /// for); then a missing count or an error (nothing usable); then truncation.
     pub fn of(r: &ResultRecord) -> Outcome {
+        if r.skipped {
+            return Self::Skipped;
+        }
         match r.http_status_code {
             Some(s) if s >= 400 => Self::HttpError,
             _ if r.error.is_some() || r.words_count.is_none() => Self::Failed,
@@ -86,7 +93,7 @@ impl FromStr for Outcome {
             .into_iter()
             .find(|o| o.as_str() == t)
             .ok_or_else(|| {
-                format!("unknown outcome {s:?}: use ok, http_error, failed, truncated or cancelled")
+                format!("unknown outcome {s:?}: use ok, http_error, failed, truncated, cancelled or skipped")
             })
     }
 }
@@ -117,6 +124,8 @@ mod tests {
             attempt_log: Vec::new(),
             counts: None,
             redirects: Vec::new(),
+            skipped: false,
+            crawl: None,
         }
     }
 

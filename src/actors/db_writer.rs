@@ -5,11 +5,17 @@
 //! Batching: a result is written at once when the batch is full, otherwise after a short
 //! delay (a timer message, never a sleep in the handler). While a transaction runs, new
 //! results wait in the mailbox and form the next batch, so batches grow with load.
+//!
+//! Crawls (DESIGN §15): the same transaction adds the unseen links of the results as new
+//! tasks (the frontier); after the commit they go to the Submitter to be queued (if it is
+//! away or the queue is down they wait as NOT_STARTED and its reconciler queues them).
 
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use crate::actors::ActorSlot;
+use crate::actors::submitter::SubmitterMsg;
 use crate::model::JobResult;
 use crate::store::{Store, StoreOutcome};
 
@@ -22,12 +28,15 @@ pub struct DbWriterArgs {
     pub batch_size: usize,
     /// How long a partial batch waits for company.
     pub batch_delay: Duration,
+    /// Where the tasks a crawl discovers are sent to be queued.
+    pub submitter: ActorSlot<SubmitterMsg>,
 }
 
 pub struct DbWriterState {
     store: Store,
     batch_size: usize,
     batch_delay: Duration,
+    submitter: ActorSlot<SubmitterMsg>,
     pending: Vec<(JobResult, RpcReplyPort<Result<StoreOutcome, String>>)>,
     timer_armed: bool,
 }
@@ -49,11 +58,25 @@ impl DbWriterState {
             let batch: Vec<_> = self.pending.drain(..n).collect();
             let results: Vec<JobResult> = batch.iter().map(|(r, _)| r.clone()).collect();
             metrics::histogram!("wordtally_db_batch_size").record(results.len() as f64);
-            match self.store.store_results(&results).await {
-                Ok(outcomes) => {
+            match self.store.write_results(&results).await {
+                Ok(written) => {
                     tracing::debug!(n = results.len(), "results committed");
-                    for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                    for ((_, reply), outcome) in batch.into_iter().zip(written.verdicts) {
                         let _ = reply.send(Ok(outcome));
+                    }
+                    if !written.discovered.is_empty() {
+                        metrics::counter!("wordtally_crawl_discovered_total")
+                            .increment(written.discovered.len() as u64);
+                        match self.submitter.get() {
+                            // A cast: queueing must not hold up the next write.
+                            Some(s) => {
+                                let _ = s.cast(SubmitterMsg::Discovered(written.discovered));
+                            }
+                            None => tracing::warn!(
+                                n = written.discovered.len(),
+                                "discovered tasks wait for the reconciler (no submitter)"
+                            ),
+                        }
                     }
                 }
                 Err(e) => {
@@ -82,6 +105,7 @@ impl Actor for DbWriter {
             store: args.store,
             batch_size: args.batch_size.max(1),
             batch_delay: args.batch_delay,
+            submitter: args.submitter,
             pending: Vec::new(),
             timer_armed: false,
         })

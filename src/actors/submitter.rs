@@ -16,7 +16,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
 
-use crate::model::{JobResult, ResultRecord, Task, TaskStatus, now_ms};
+use crate::model::{Job, JobResult, ResultRecord, Task, TaskStatus, now_ms};
 use crate::queue::SharedQueue;
 use crate::store::{NewTask, Store};
 
@@ -77,7 +77,14 @@ pub struct SubmitterState {
     queue_down: bool,
     /// When the retention sweep last ran.
     last_retention: Option<std::time::Instant>,
+    /// The queue's generation at the last sweep (see `TaskQueue::generation`).
+    generation: Option<String>,
+    /// Rules of the crawls whose tasks were queued lately (bounded by `CRAWL_RULES_KEPT`).
+    crawl_rules: std::collections::HashMap<i64, crate::crawl::rules::CrawlRules>,
 }
+
+/// Crawls whose rules the Submitter keeps at most (cleared when full: a re-read is cheap).
+const CRAWL_RULES_KEPT: usize = 1_000;
 
 pub enum SubmitterMsg {
     /// Store this submission as a batch and queue its tasks. Replies with what was stored,
@@ -86,6 +93,8 @@ pub enum SubmitterMsg {
     /// Queue these stored tasks (new runs made by a retry) and mark them queued. Replies
     /// with how many the queue took (the rest wait as NOT_STARTED for the reconciler).
     Enqueue(Vec<Task>, RpcReplyPort<usize>),
+    /// Queue the tasks a crawl's results added (from the DB writer, after its commit).
+    Discovered(Vec<Task>),
     /// Timer: re-queue what was left behind.
     Sweep,
     /// Run a sweep now and reply when done (tests, admin).
@@ -100,7 +109,10 @@ impl SubmitterState {
         if tasks.is_empty() {
             return true;
         }
-        let jobs: Vec<_> = tasks.iter().map(Task::job).collect();
+        let jobs = match self.jobs(tasks).await {
+            Some(j) => j,
+            None => return false,
+        };
         match tokio::time::timeout(Duration::from_secs(5), self.queue.enqueue(&jobs)).await {
             Ok(Ok(())) => {
                 if self.queue_down {
@@ -122,6 +134,60 @@ impl SubmitterState {
                 self.note_down("enqueue timed out", tasks.len());
                 false
             }
+        }
+    }
+
+    /// The jobs of `tasks`; a crawl's tasks carry their crawl's rules (read once per crawl
+    /// and kept: a crawl's rules never change). None when the rules cannot be read (the
+    /// database is down): the tasks stay as they are and the reconciler tries again.
+    async fn jobs(&mut self, tasks: &[Task]) -> Option<Vec<Job>> {
+        let mut missing: Vec<i64> = tasks
+            .iter()
+            .filter(|t| t.depth.is_some())
+            .filter_map(|t| t.batch_id)
+            .filter(|b| !self.crawl_rules.contains_key(b))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            match self.store.crawl_rules(&missing).await {
+                Ok(found) => {
+                    if self.crawl_rules.len() + found.len() > CRAWL_RULES_KEPT {
+                        self.crawl_rules.clear();
+                    }
+                    self.crawl_rules.extend(found);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read crawl rules; tasks wait");
+                    return None;
+                }
+            }
+        }
+        Some(
+            tasks
+                .iter()
+                .map(|t| crate::store::crawls::job_of(t, &self.crawl_rules))
+                .collect(),
+        )
+    }
+
+    /// Notices that the queue lost what it held (its generation changed since the last
+    /// sweep) and starts re-queueing every PENDING task now, a batch per message, instead
+    /// of letting each wait out its pending deadline (1,000 per sweep, ~100 tasks/s).
+    async fn check_generation(&mut self, myself: &ActorRef<SubmitterMsg>) {
+        let Ok(Some(now)) = self.queue.generation().await else {
+            return;
+        };
+        if let Some(before) = self.generation.replace(now.clone())
+            && before != now
+        {
+            metrics::counter!("wordtally_queue_losses_total").increment(1);
+            tracing::warn!(
+                before,
+                now,
+                "the queue lost its jobs (restarted empty?): re-queueing every PENDING task"
+            );
+            let _ = myself.cast(SubmitterMsg::Recover { cutoff: now_ms() });
         }
     }
 
@@ -278,6 +344,8 @@ impl Actor for Submitter {
             timer,
             queue_down: false,
             last_retention: None,
+            crawl_rules: std::collections::HashMap::new(),
+            generation: None,
         })
     }
 
@@ -319,7 +387,13 @@ impl Actor for Submitter {
                 };
                 let _ = reply.send(n);
             }
-            SubmitterMsg::Sweep => state.sweep().await,
+            SubmitterMsg::Discovered(tasks) => {
+                state.enqueue(&tasks).await;
+            }
+            SubmitterMsg::Sweep => {
+                state.check_generation(&myself).await;
+                state.sweep().await
+            }
             SubmitterMsg::SweepNow(reply) => {
                 state.sweep().await;
                 let _ = reply.send(());

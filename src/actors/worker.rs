@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 use crate::address::normalize_address;
 use crate::bus::SharedPublisher;
 use crate::count::{BodyCounter, CountSummary};
-use crate::fetch::{BodySink, Fetcher};
+use crate::crawl::job::CrawlKit;
+use crate::fetch::{BodySink, Fetched, Fetcher};
 use crate::model::{AttemptRecord, JobResult, ResultRecord, now_ms};
 use crate::outcome::Outcome;
 use crate::queue::{Delivery, DeliveryTag, SharedQueue};
@@ -69,6 +70,12 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
             CountingSink(BodyCounter::for_options(&opts, ct))
         })
         .await;
+    record_of(fetched, &words)
+}
+
+/// The result of a fetch whose body was counted for `words` (in order): the counts per
+/// word, the facts of the fetch, and the fetch metrics recorded.
+pub(crate) fn record_of(fetched: Fetched<CountSummary>, words: &[String]) -> ResultRecord {
     let counts = fetched.output.as_ref().map(|s| {
         let per_word: Vec<u64> = if s.counts.is_empty() {
             vec![s.count]
@@ -116,6 +123,8 @@ pub async fn carry_out(fetcher: &Fetcher, job: &crate::model::Job) -> ResultReco
             .collect(),
         counts,
         redirects: fetched.redirects,
+        skipped: false,
+        crawl: None,
     }
 }
 
@@ -124,6 +133,8 @@ pub struct WorkerCtx {
     pub queue: SharedQueue,
     pub publisher: SharedPublisher,
     pub fetcher: Fetcher,
+    /// robots.txt, politeness and link scopes, shared by every runner (DESIGN §15).
+    pub crawl: CrawlKit,
     pub max_deliveries: u32,
     /// This process's consumer name in the queue (host-pid-random).
     pub consumer: String,
@@ -173,6 +184,8 @@ impl WorkerCtx {
                 ),
                 Instant::now(),
             )
+        } else if let Some(crawl) = &d.job.crawl {
+            crate::crawl::job::carry_out(&self.crawl, &self.fetcher, &d.job, crawl).await
         } else {
             carry_out(&self.fetcher, &d.job).await
         };
@@ -279,6 +292,7 @@ pub struct WorkerPoolArgs {
     pub queue: SharedQueue,
     pub publisher: SharedPublisher,
     pub fetcher: Fetcher,
+    pub crawl: CrawlKit,
     pub workers: usize,
     pub max_deliveries: u32,
     pub consumer: String,
@@ -397,6 +411,7 @@ impl Actor for WorkerPool {
             queue: args.queue,
             publisher: args.publisher,
             fetcher: args.fetcher,
+            crawl: args.crawl,
             max_deliveries: args.max_deliveries,
             consumer: args.consumer,
             in_flight: Mutex::new(HashSet::new()),

@@ -56,52 +56,52 @@ pub enum AuthMode {
 pub struct AuthArgs {
     /// `password` requires sign-in; `none` leaves the service open — but sign-in is
     /// required anyway as soon as an account exists (`wordtally user add`).
-    #[arg(long, env = "AUTH", value_enum, default_value_t = AuthMode::None)]
+    #[arg(long, env = "AUTH", help_heading = crate::config::heading::SECURITY, value_enum, default_value_t = AuthMode::None)]
     pub auth: AuthMode,
 
     /// Serve without accounts on a non-loopback address: anyone who reaches the port may
     /// submit and read everything. Without it such a `serve` refuses to start.
-    #[arg(long, env = "INSECURE_OPEN", default_value_t = false)]
+    #[arg(long, env = "INSECURE_OPEN", help_heading = crate::config::heading::SECURITY, default_value_t = false)]
     pub insecure_open: bool,
 
     /// First account, created at start-up only while no account exists (e.g. a new
     /// deployment): its name.
-    #[arg(long, env = "WORDTALLY_ADMIN_USER", default_value = "admin")]
+    #[arg(long, env = "WORDTALLY_ADMIN_USER", help_heading = crate::config::heading::SECURITY, default_value = "admin")]
     pub admin_user: String,
 
     /// First account's password (see `--admin-user`); prefer `--admin-password-file`.
-    #[arg(long, env = "WORDTALLY_ADMIN_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "WORDTALLY_ADMIN_PASSWORD", help_heading = crate::config::heading::SECURITY, hide_env_values = true)]
     pub admin_password: Option<String>,
 
     /// File holding the first account's password (e.g. a Docker secret under
     /// /run/secrets/); its first line is the password.
     /// (A string, not a path: compose passes an unset variable as an empty value.)
-    #[arg(long, env = "WORDTALLY_ADMIN_PASSWORD_FILE")]
+    #[arg(long, env = "WORDTALLY_ADMIN_PASSWORD_FILE", help_heading = crate::config::heading::SECURITY)]
     pub admin_password_file: Option<String>,
 
     /// How long a sign-in lasts (hours).
-    #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 168)]
+    #[arg(long, env = "SESSION_TTL_HOURS", help_heading = crate::config::heading::SECURITY, default_value_t = 168)]
     pub session_ttl_hours: u64,
 
     /// Submissions a minute per account, token, or (signed out) client address.
-    #[arg(long, env = "RATE_SUBMISSIONS_PER_MIN", default_value_t = 1_200)]
+    #[arg(long, env = "RATE_SUBMISSIONS_PER_MIN", help_heading = crate::config::heading::LIMITS, default_value_t = 1_200)]
     pub rate_submissions_per_min: u32,
 
     /// Addresses a minute per account, token, or (signed out) client address.
-    #[arg(long, env = "RATE_ADDRESSES_PER_MIN", default_value_t = 1_200_000)]
+    #[arg(long, env = "RATE_ADDRESSES_PER_MIN", help_heading = crate::config::heading::LIMITS, default_value_t = 1_200_000)]
     pub rate_addresses_per_min: u32,
 
     /// Sign-in attempts a minute for one account name.
-    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MIN", default_value_t = 5)]
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MIN", help_heading = crate::config::heading::LIMITS, default_value_t = 5)]
     pub login_attempts_per_min: u32,
 
     /// Sign-in attempts a minute from one client address.
-    #[arg(long, env = "LOGIN_ATTEMPTS_PER_ADDRESS_PER_MIN", default_value_t = 20)]
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_ADDRESS_PER_MIN", help_heading = crate::config::heading::LIMITS, default_value_t = 20)]
     pub login_attempts_per_address_per_min: u32,
 
     /// When set, `GET /metrics` wants `Authorization: Bearer METRICS_TOKEN`; unset, it is
     /// public like `/healthz` (it shows counts only, no addresses).
-    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "METRICS_TOKEN", help_heading = crate::config::heading::SECURITY, hide_env_values = true)]
     pub metrics_token: Option<String>,
 }
 

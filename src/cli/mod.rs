@@ -1,8 +1,9 @@
 //! Command-line verbs beside `serve` and `worker` (outside the submit → … → poll flow: they
-//! manage who may use it, or drive it from a terminal). One file per verb: `submit.rs` (`wordtally submit`), `users.rs` (`wordtally user …`) and
+//! manage who may use it, or drive it from a terminal). One file per verb: `submit.rs` (`wordtally submit`), `crawl.rs` (`wordtally crawl`), `users.rs` (`wordtally user …`) and
 //! `tokens.rs` (`wordtally token …`). They open the same database as `serve`
 //! (`DATABASE_URL`) and never print a secret except the one new token.
 
+pub mod crawl;
 pub mod submit;
 pub mod tokens;
 pub mod users;

@@ -131,19 +131,22 @@ struct BatchTotals {
     failed: i64,
     truncated: i64,
     cancelled: i64,
+    #[serde(default)]
+    skipped: i64,
 }
 
 impl BatchTotals {
     fn line(&self) -> String {
         format!(
-            "{}/{} finished (ok {}, http error {}, failed {}, truncated {}, cancelled {})",
+            "{}/{} finished (ok {}, http error {}, failed {}, truncated {}, cancelled {}, skipped {})",
             self.finished,
             self.total,
             self.ok,
             self.http_error,
             self.failed,
             self.truncated,
-            self.cancelled
+            self.cancelled,
+            self.skipped
         )
     }
 }
@@ -216,8 +219,19 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         println!("{batch}");
         return Ok(());
     }
-    wait(&client, &auth, &server, batch, args.timeout_secs).await?;
-    let format = match args.format {
+    wait(&client, &auth, &server, batch, args.timeout_secs, false).await?;
+    export(&client, &auth, &server, batch, args.format).await
+}
+
+/// Writes the finished batch to stdout in `format`, streamed.
+pub(crate) async fn export(
+    client: &reqwest::Client,
+    auth: &impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    server: &str,
+    batch: i64,
+    format: Format,
+) -> anyhow::Result<()> {
+    let format = match format {
         Format::Csv => "csv",
         Format::Jsonl => "jsonl",
     };
@@ -240,7 +254,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+pub(crate) fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<String> {
     let mut text = String::new();
     match file {
         None => {
@@ -261,13 +275,15 @@ fn read_input(file: Option<&std::path::Path>) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// Polls the batch until nothing is unfinished, drawing progress on stderr.
-async fn wait(
+/// Polls the batch until nothing is unfinished, drawing progress on stderr (for a crawl,
+/// `fetched / discovered`: the bar's length grows as pages are found).
+pub(crate) async fn wait(
     client: &reqwest::Client,
     auth: &impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     server: &str,
     batch: i64,
     timeout_secs: u64,
+    crawl: bool,
 ) -> anyhow::Result<()> {
     let terminal = std::io::stderr().is_terminal();
     let bar = terminal.then(|| {
@@ -300,10 +316,17 @@ async fn wait(
                 if let Some(pb) = &bar {
                     pb.set_length(t.total as u64);
                     pb.set_position(t.finished as u64);
-                    pb.set_message(format!(
-                        "ok {} · http error {} · failed {}",
-                        t.ok, t.http_error, t.failed
-                    ));
+                    pb.set_message(if crawl {
+                        format!(
+                            "fetched / discovered · skipped {} · failed {}",
+                            t.skipped, t.failed
+                        )
+                    } else {
+                        format!(
+                            "ok {} · http error {} · failed {}",
+                            t.ok, t.http_error, t.failed
+                        )
+                    });
                 } else if last_line.elapsed() >= Duration::from_secs(2) || t.finished >= t.total {
                     eprintln!("batch {batch}: {}", t.line());
                     last_line = Instant::now();

@@ -539,8 +539,8 @@ impl BodyCounter {
         Self::with_spec(&spec, content_type)
     }
 
-    /// Counts like [`BodyCounter::new`] (or [`BodyCounter::new_words`] when `opts.words`
-    /// lists several words) and, in the same pass, collects the page's links for a crawl
+    /// Counts everything `opts` asks for, like [`BodyCounter::for_options`] (words,
+    /// patterns, regions) and, in the same pass, collects the page's links for a crawl
     /// (DESIGN §15): the summary's `links` is `Some` for an HTML body, `None` otherwise.
     /// Works in both scopes: in `raw` the words are counted on the raw text while the
     /// scanner reads only the tags.
@@ -564,7 +564,8 @@ impl BodyCounter {
     }
 
     /// Counts everything `opts` asks for in one pass: its words (one or several) and its
-    /// patterns; the summary's `counts` follow [`CountOptions::count_keys`]. Options are
+    /// patterns, only in its regions (`within` / `outside`, text scope of an HTML page);
+    /// the summary's `counts` follow [`CountOptions::count_keys`]. Options are
     /// expected to be [validated](CountOptions::validate_all).
     pub fn for_options(opts: &CountOptions, content_type: Option<&str>) -> Self {
         let words = opts.word_list();

@@ -89,6 +89,12 @@ pub trait BodySink: Send {
     type Output: Send;
     fn feed(&mut self, chunk: &[u8]);
     fn finish(self) -> Self::Output;
+    /// True once the sink wants no more bytes (its own cap is reached, e.g. a robots.txt
+    /// past 500 KiB or a sitemap past its decompressed limit): the fetcher stops reading and
+    /// marks the fetch `truncated`, so a hostile body costs no more than the sink's cap.
+    fn is_full(&self) -> bool {
+        false
+    }
 }
 
 /// What is known about a response before its body is read; given to the sink factory so it can
@@ -273,7 +279,28 @@ impl Fetcher {
     pub async fn fetch<S: BodySink>(
         &self,
         url: &Url,
+        make_sink: impl FnMut(&ResponseMeta) -> S + Send,
+    ) -> Fetched<S::Output> {
+        self.fetch_with(url, make_sink, false).await
+    }
+
+    /// Like [`Fetcher::fetch`] (guard, limits, retries), but binary content types are read
+    /// too: a crawl's sitemaps come as `application/gzip` (`.xml.gz`), which the counting
+    /// path refuses. The sink is responsible for what it makes of the bytes.
+    #[tracing::instrument(name = "fetch_raw", skip_all, fields(url = %url))]
+    pub async fn fetch_raw<S: BodySink>(
+        &self,
+        url: &Url,
+        make_sink: impl FnMut(&ResponseMeta) -> S + Send,
+    ) -> Fetched<S::Output> {
+        self.fetch_with(url, make_sink, true).await
+    }
+
+    async fn fetch_with<S: BodySink>(
+        &self,
+        url: &Url,
         mut make_sink: impl FnMut(&ResponseMeta) -> S + Send,
+        accept_binary: bool,
     ) -> Fetched<S::Output> {
         let started = Instant::now();
         let mut fetched = Fetched::empty();
@@ -292,7 +319,8 @@ impl Fetcher {
             let outcome = {
                 // Held for the attempt only, not during the backoff sleep.
                 let _permit = self.inner.hosts.acquire(&host).await;
-                self.attempt(url, &mut make_sink, attempt, last).await
+                self.attempt(url, &mut make_sink, attempt, last, accept_binary)
+                    .await
             };
             fetched.attempt_log.push(AttemptNote {
                 status: outcome.status,
@@ -354,6 +382,7 @@ impl Fetcher {
         make_sink: &mut (impl FnMut(&ResponseMeta) -> S + Send),
         attempt: u32,
         last: bool,
+        accept_binary: bool,
     ) -> AttemptOutcome<S::Output> {
         let config = &self.inner.config;
         let deadline = tokio::time::Instant::now() + config.total_timeout;
@@ -407,7 +436,8 @@ impl Fetcher {
             outcome.error = Some(unfollowed_redirect(status, &final_url, response.headers()));
             return outcome;
         }
-        if let Some(ct) = content_type.as_deref()
+        if !accept_binary
+            && let Some(ct) = content_type.as_deref()
             && is_binary_content_type(ct)
         {
             outcome.error = Some(format!(
@@ -450,7 +480,7 @@ impl Fetcher {
                 sink.feed(&chunk[..take]);
                 outcome.bytes_read += take as u64;
             }
-            if take < chunk.len() {
+            if take < chunk.len() || sink.is_full() {
                 // Stop here: the rest (possibly a decompression bomb) is never read.
                 outcome.truncated = true;
                 break;

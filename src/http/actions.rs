@@ -29,15 +29,20 @@ pub fn who() -> String {
 /// If the queue is down they wait as NOT_STARTED and the reconciler queues them later, so
 /// this never fails the request once the database has the new runs.
 async fn enqueue(state: &AppState, tasks: Vec<Task>) {
+    enqueue_counted(state, tasks).await;
+}
+
+/// [`enqueue`], telling how many tasks the queue took now (0 when they wait).
+pub(crate) async fn enqueue_counted(state: &AppState, tasks: Vec<Task>) -> usize {
     if tasks.is_empty() {
-        return;
+        return 0;
     }
     let Some(submitter) = state.submitter.get() else {
         tracing::warn!(
             n = tasks.len(),
-            "retried tasks wait for the reconciler (no submitter)"
+            "tasks wait for the reconciler (no submitter)"
         );
-        return;
+        return 0;
     };
     match submitter
         .call(
@@ -46,11 +51,14 @@ async fn enqueue(state: &AppState, tasks: Vec<Task>) {
         )
         .await
     {
-        Ok(CallResult::Success(_)) => {}
-        other => tracing::warn!(
-            outcome = ?other.map(|_| ()),
-            "retried tasks not queued now; the reconciler will"
-        ),
+        Ok(CallResult::Success(n)) => n,
+        other => {
+            tracing::warn!(
+                outcome = ?other.map(|_| ()),
+                "tasks not queued now; the reconciler will"
+            );
+            0
+        }
     }
 }
 

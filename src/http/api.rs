@@ -152,6 +152,15 @@ pub struct TaskJson {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     patterns: Vec<String>,
     attempts: i32,
+    /// A crawl's page: links away from a start address; null for a listed address.
+    #[schema(required = true)]
+    depth: Option<i32>,
+    /// A crawl's page: the task it was first found on; null for seeds and listed addresses.
+    #[schema(required = true)]
+    found_on: Option<i64>,
+    /// `sitemap` or `robots` for a crawl task read for URLs; absent for pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<crate::model::TaskRole>,
     #[schema(required = true)]
     result: Option<ResultRecord>,
     /// Earlier runs, newest first (only on `GET /api/tasks/{id}`).
@@ -178,6 +187,9 @@ impl From<TaskView> for TaskJson {
             outside: t.options.outside,
             patterns: t.options.patterns,
             attempts: t.attempts,
+            depth: t.depth,
+            found_on: t.found_on,
+            role: t.role,
             result: v.result,
             history: None,
         }

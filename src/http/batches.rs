@@ -61,6 +61,10 @@ pub struct BatchView {
     /// (outcome spelling, label, count), every outcome.
     pub outcomes: Vec<(&'static str, &'static str, i64)>,
     pub segments: Vec<Segment>,
+    /// A crawl's progress (DESIGN §15); None for a list.
+    pub crawl: Option<crate::store::CrawlSummary>,
+    /// A crawl's pages per depth, shallowest first.
+    pub depths: Vec<(i64, i64)>,
     /// Sentence for screen readers and the bar's title.
     pub summary: String,
     pub done: bool,
@@ -101,6 +105,7 @@ impl BatchView {
                     Outcome::Failed => b.failed,
                     Outcome::Truncated => b.truncated,
                     Outcome::Cancelled => b.cancelled,
+                    Outcome::Skipped => b.skipped,
                 };
                 (o.as_str(), outcome_label(o), n)
             })
@@ -124,6 +129,7 @@ impl BatchView {
                     "failed" => "seg-failed",
                     "truncated" => "seg-truncated",
                     "cancelled" => "seg-cancelled",
+                    "skipped" => "seg-cancelled",
                     "pending" => "seg-pending",
                     _ => "seg-waiting",
                 },
@@ -199,6 +205,17 @@ impl BatchView {
             },
             outcomes,
             segments,
+            crawl: b.crawl.clone(),
+            depths: {
+                let mut d: Vec<(i64, i64)> = b
+                    .crawl
+                    .iter()
+                    .flat_map(|c| c.pages_per_depth.iter())
+                    .filter_map(|(k, n)| Some((k.parse().ok()?, *n)))
+                    .collect();
+                d.sort_unstable();
+                d
+            },
             summary,
             done: b.unfinished() == 0,
         }

@@ -6,9 +6,11 @@
 //! CSV columns, in this order (a header row first):
 //! `id,address,status,outcome,words_count,http_status_code,error,batch_id,run,word,
 //! case_sensitive,whole_word,scope,final_url,content_type,charset,bytes_read,truncated,
-//! duration_ms,attempts,submitted_at,finished_at,counts` — times are epoch milliseconds,
-//! empty cells are unknown/none, `counts` is the per-word counts as a JSON object. An
-//! export of one batch that counts several words adds one `count:WORD` column per word.
+//! duration_ms,attempts,submitted_at,finished_at,counts,depth,found_on` — times are epoch
+//! milliseconds, empty cells are unknown/none, `counts` is the per-word counts as a JSON
+//! object, `depth` and `found_on` are a crawl's (DESIGN §15; empty for listed addresses).
+//! An export of one batch that counts several words (or patterns) adds one `count:WORD`
+//! column per word and pattern after them.
 //! `words_count` is always the first word's. JSON Lines: one object per task, as `GET /api/tasks/{id}`
 //! without history.
 
@@ -35,7 +37,7 @@ pub fn router() -> Router<AppState> {
 /// The CSV header; the first seven columns are a contract.
 pub const CSV_HEADER: &str = "id,address,status,outcome,words_count,http_status_code,error,\
 batch_id,run,word,case_sensitive,whole_word,scope,final_url,content_type,charset,bytes_read,\
-truncated,duration_ms,attempts,submitted_at,finished_at,counts";
+truncated,duration_ms,attempts,submitted_at,finished_at,counts,depth,found_on";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
@@ -97,7 +99,9 @@ async fn export(
             .get_batch(b)
             .await
             .map_err(Error::from)?
-            .map(|b| b.options.words)
+            // Words and patterns (DESIGN §17): a column per key when there are several.
+            .map(|b| b.options.count_keys())
+            .filter(|keys| keys.len() > 1)
             .unwrap_or_default(),
         None => Vec::new(),
     };
@@ -196,7 +200,7 @@ pub fn csv_row(out: &mut String, v: &TaskView, words: &[String]) {
     let t = &v.task;
     let r = v.result.as_ref();
     let counts = r.and_then(|r| r.counts.as_ref());
-    let fields: [String; 23] = [
+    let fields: [String; 25] = [
         t.id.to_string(),
         t.address.clone(),
         t.status.as_str().to_string(),
@@ -224,6 +228,8 @@ pub fn csv_row(out: &mut String, v: &TaskView, words: &[String]) {
         counts
             .and_then(|c| serde_json::to_string(c).ok())
             .unwrap_or_default(),
+        opt(t.depth),
+        opt(t.found_on),
     ];
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {

@@ -8,6 +8,7 @@ mod api;
 mod api_batches;
 mod assets;
 mod batches;
+mod crawls;
 mod error;
 mod export;
 mod login;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub bus: std::sync::Arc<crate::bus::stats::BusProbe>,
     /// Who is asking, sessions, rate limits (crate::auth).
     pub auth: crate::auth::Auth,
+    /// The most pages one crawl may ask for (`CRAWL_MAX_PAGES`).
+    pub crawl_max_pages: u64,
 }
 
 /// The whole HTTP surface.
@@ -63,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .merge(task::router())
         .merge(batches::router())
         .merge(api::router())
+        .merge(crawls::router())
         .merge(api_batches::router())
         .merge(export::router())
         .merge(assets::router())

@@ -4,6 +4,11 @@
 //! code unnoticed. tests/it/openapi.rs checks it against the router; tests/run-all.sh
 //! fuzzes the running server with schemathesis against it.
 //!
+//! `GET /api-docs/` is the same document for people: Swagger UI (the `utoipa-swagger-ui`
+//! crate's vendored files, embedded in the binary) started by our own `static/api-docs.js`,
+//! everything from our origin so the strict CSP needs no exception. It is a page, not part of
+//! the JSON API, so it sits beside `/api/` rather than under it.
+//!
 //! Responses every API route can give whatever it does (the guard's 401 and 403, the
 //! rate limiter's 429, 503 when the database is down, 413 for oversized bodies) are
 //! added to each operation here by [`CommonResponses`] rather than repeated on each
@@ -22,12 +27,103 @@ use utoipa::openapi::{RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
-use super::{AppState, api, api_batches, export, workers};
+use super::{AppState, api, api_batches, crawls, export, workers};
 use crate::model::TaskStatus;
 use crate::outcome::Outcome;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/openapi.json", get(document))
+    Router::new()
+        .route("/api/openapi.json", get(document))
+        .route(
+            "/api-docs",
+            get(|| async { axum::response::Redirect::permanent("/api-docs/") }),
+        )
+        .route("/api-docs/", get(reference_page))
+        .route("/api-docs/{file}", get(reference_asset))
+}
+
+/// The reference page: Swagger UI's stylesheet and bundle, then our initializer (never an
+/// inline script: `script-src 'self'`).
+const REFERENCE_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>API reference · wordtally</title>
+<link rel="stylesheet" href="/api-docs/swagger-ui.css">
+<link rel="icon" type="image/png" href="/api-docs/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+<nav aria-label="Main"><a href="/">wordtally</a> · <a href="/api/openapi.json">openapi.json</a></nav>
+<main id="swagger-ui" aria-label="API reference"></main>
+<script src="/api-docs/swagger-ui-bundle.js"></script>
+<script src="/api-docs/api-docs.js"></script>
+</body>
+</html>
+"#;
+
+/// Starts Swagger UI on [`REFERENCE_PAGE`] with `/api/openapi.json`.
+const REFERENCE_INIT: &str = include_str!("../../static/api-docs.js");
+
+/// The files of the vendored Swagger UI the page uses; nothing else of the zip (source maps,
+/// its own index and OAuth pages) is served.
+const REFERENCE_FILES: &[&str] = &[
+    "swagger-ui.css",
+    "swagger-ui-bundle.js",
+    "favicon-32x32.png",
+    "favicon-16x16.png",
+];
+
+async fn reference_page() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        REFERENCE_PAGE,
+    )
+}
+
+async fn reference_asset(
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    const CACHE: &str = "public, max-age=3600";
+    if file == "api-docs.js" {
+        return (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, CACHE),
+            ],
+            REFERENCE_INIT,
+        )
+            .into_response();
+    }
+    if !REFERENCE_FILES.contains(&file.as_str()) {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
+    }
+    // The crate's `Config` only shapes its own initializer, which is not served.
+    let config = std::sync::Arc::new(utoipa_swagger_ui::Config::from("/api/openapi.json"));
+    match utoipa_swagger_ui::serve(&file, config) {
+        Ok(Some(f)) => {
+            let ct =
+                if f.content_type.starts_with("text/") || f.content_type.ends_with("javascript") {
+                    format!("{}; charset=utf-8", f.content_type)
+                } else {
+                    f.content_type
+                };
+            (
+                [
+                    (header::CONTENT_TYPE, ct),
+                    (header::CACHE_CONTROL, CACHE.to_owned()),
+                ],
+                f.bytes.into_owned(),
+            )
+                .into_response()
+        }
+        Ok(None) => (StatusCode::NOT_FOUND, "no such file").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, file, "API reference asset");
+            (StatusCode::INTERNAL_SERVER_ERROR, "asset unavailable").into_response()
+        }
+    }
 }
 
 /// The whole document (see the module doc).
@@ -45,6 +141,7 @@ pub fn router() -> Router<AppState> {
         api::show,
         api::retry_one,
         api::cancel_one,
+        crawls::create,
         export::export,
         api_batches::list,
         api_batches::show,
@@ -63,6 +160,7 @@ pub fn router() -> Router<AppState> {
     tags(
         (name = "tasks", description = "Submitted addresses and their counts"),
         (name = "batches", description = "One submission's tasks, with totals"),
+        (name = "crawls", description = "Crawl a site: a batch that grows by following links"),
         (name = "workers", description = "Who is fetching, the queue, throughput"),
         (name = "service", description = "Health and this document (no sign-in needed)"),
     ),

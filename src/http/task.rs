@@ -133,6 +133,9 @@ pub struct TaskPanel {
     pub row: Row,
     pub id: i64,
     pub batch_id: Option<i64>,
+    /// A crawl's page: its depth, and the task it was first found on (DESIGN §15).
+    pub depth: Option<i32>,
+    pub found_on: Option<i64>,
     pub run: i32,
     pub finished: bool,
     pub options: Vec<(&'static str, String)>,
@@ -226,6 +229,8 @@ async fn panel_view(state: &AppState, id: i64) -> Result<(TaskPanel, i64), Error
             row: Row::from_view(&v),
             id: t.id,
             batch_id: t.batch_id,
+            depth: t.depth,
+            found_on: t.found_on,
             run: t.run,
             finished: t.status == crate::model::TaskStatus::Finished,
             options,

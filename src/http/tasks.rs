@@ -146,6 +146,22 @@ pub struct FormView {
     pub within: String,
     pub outside: String,
     pub patterns: String,
+    /// The crawl part of the form (DESIGN §15), kept as typed.
+    pub crawl: CrawlFormView,
+}
+
+/// "Crawl from these addresses" and its rules, as typed.
+#[derive(Debug, Default)]
+pub struct CrawlFormView {
+    /// The form asks for a crawl instead of a list.
+    pub on: bool,
+    pub follow: String,
+    pub max_pages: String,
+    pub max_depth: String,
+    pub include: String,
+    pub exclude: String,
+    pub ignore_robots: bool,
+    pub sitemaps: String,
 }
 
 impl Default for FormView {
@@ -161,6 +177,7 @@ impl Default for FormView {
             within: String::new(),
             outside: String::new(),
             patterns: String::new(),
+            crawl: CrawlFormView::default(),
         }
     }
 }
@@ -172,6 +189,8 @@ pub struct SubmitView {
     pub waiting: usize,
     pub rejected: Vec<Rejected>,
     pub notice: Option<String>,
+    /// The batch is a crawl (it grows as pages are fetched).
+    pub crawl: bool,
 }
 
 #[derive(Template)]
@@ -371,6 +390,17 @@ pub struct SubmitForm {
     pub outside: Option<String>,
     /// "Count a pattern": regular expressions, one per line.
     pub patterns: Option<String>,
+    /// `crawl` for "Crawl from these addresses"; anything else counts the list.
+    pub mode: Option<String>,
+    pub follow: Option<String>,
+    pub max_pages: Option<String>,
+    pub max_depth: Option<String>,
+    /// One URL pattern per line.
+    pub include: Option<String>,
+    pub exclude: Option<String>,
+    pub ignore_robots: Option<String>,
+    /// Sitemap addresses, one per line, or `auto`.
+    pub sitemaps: Option<String>,
 }
 
 /// The non-blank lines of a textarea, trimmed of the line ends (a pattern's own spaces
@@ -409,6 +439,16 @@ async fn post_form(
         within: f.within.clone().unwrap_or_default(),
         outside: f.outside.clone().unwrap_or_default(),
         patterns: f.patterns.clone().unwrap_or_default(),
+        crawl: CrawlFormView {
+            on: f.mode.as_deref() == Some("crawl"),
+            follow: f.follow.clone().unwrap_or_default(),
+            max_pages: f.max_pages.clone().unwrap_or_default(),
+            max_depth: f.max_depth.clone().unwrap_or_default(),
+            include: f.include.clone().unwrap_or_default(),
+            exclude: f.exclude.clone().unwrap_or_default(),
+            ignore_robots: f.ignore_robots.is_some(),
+            sitemaps: f.sitemaps.clone().unwrap_or_default(),
+        },
     };
     let lines: Vec<String> = f.addresses.lines().map(str::to_string).collect();
     let scope = match f.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -448,7 +488,11 @@ async fn post_form(
             if words.len() > 1 {
                 options.set_words(words);
             }
-            submit(&state, &lines, options, true, f.label.as_deref()).await
+            if form.crawl.on {
+                super::crawls::submit_form(&state, &f, &lines, options).await
+            } else {
+                submit(&state, &lines, options, true, f.label.as_deref()).await
+            }
         }
     };
     let result = match outcome {
@@ -491,6 +535,7 @@ async fn post_form(
                 waiting,
                 rejected: o.rejected,
                 notice: None,
+                crawl: form.crawl.on,
             }
         }
         // The person's mistakes are shown in the form, not as an error page.
@@ -501,6 +546,7 @@ async fn post_form(
                 waiting: 0,
                 rejected: Vec::new(),
                 notice: Some(e.to_string()),
+                crawl: false,
             }
         }
         Err(e) => return Err(e),

@@ -60,6 +60,7 @@ impl Row {
                 Some(Outcome::Failed) => ("failed", "failed".to_string()),
                 Some(Outcome::Truncated) => ("truncated", "truncated".to_string()),
                 Some(Outcome::Cancelled) => ("cancelled", "cancelled".to_string()),
+                Some(Outcome::Skipped) => ("skipped", "skipped".to_string()),
             },
         };
         let status_label = if t.run > 1 {
@@ -95,10 +96,10 @@ impl Row {
                     d.push(format!("{} fetch attempts", r.attempts));
                 }
                 (
-                    match (&r.counts, o.words.len() > 1) {
-                        // Several words: each word's count, in the task's order.
+                    match (&r.counts, o.count_keys().len() > 1) {
+                        // Several words (or patterns): each one's count, in the task's order.
                         (Some(c), true) => o
-                            .words
+                            .count_keys()
                             .iter()
                             .map(|w| format!("{w} {}", c.get(w).copied().unwrap_or(0)))
                             .collect::<Vec<_>>()
@@ -158,6 +159,7 @@ pub fn outcome_label(o: Outcome) -> &'static str {
         Outcome::Failed => "failed",
         Outcome::Truncated => "truncated",
         Outcome::Cancelled => "cancelled",
+        Outcome::Skipped => "skipped",
     }
 }
 
@@ -169,6 +171,7 @@ impl From<Stats> for Counters {
             Outcome::Failed => s.failed,
             Outcome::Truncated => s.truncated,
             Outcome::Cancelled => s.cancelled,
+            Outcome::Skipped => s.skipped,
         };
         Counters {
             total: s.total(),

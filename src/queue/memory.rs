@@ -235,6 +235,7 @@ mod tests {
             run: 1,
             address: format!("http://example.com/{id}"),
             options: CountOptions::default(),
+            crawl: None,
         }
     }
 

@@ -78,6 +78,15 @@ pub trait TaskQueue: Send + Sync + 'static {
     async fn goodbye(&self, id: &str) -> Result<(), QueueError>;
     /// Depth, unacknowledged jobs, lag and consumers, from a few O(1) reads (never a scan).
     async fn state(&self) -> Result<QueueState, QueueError>;
+
+    /// A token that changes whenever the queue lost what it held (a Redis restarted
+    /// without persistence, a flushed database): the Submitter compares it between sweeps
+    /// and, when it changes, re-queues every PENDING task at once instead of waiting out
+    /// each one's deadline. None for a queue that cannot lose its jobs while this process
+    /// lives (the in-process queue).
+    async fn generation(&self) -> Result<Option<String>, QueueError> {
+        Ok(None)
+    }
 }
 
 pub type SharedQueue = Arc<dyn TaskQueue>;

@@ -126,10 +126,25 @@ impl RedisQueue {
             .query_async(conn)
             .await;
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // A new group: whatever a previous one held is gone. A new generation
+                // tells the Submitter to re-queue every PENDING task (see `generation`).
+                let token = format!("{:016x}", fastrand::u64(..));
+                let _: Result<(), RedisError> = redis::cmd("SET")
+                    .arg(self.generation_key())
+                    .arg(&token)
+                    .query_async(conn)
+                    .await;
+                tracing::info!(stream = %self.stream, generation = %token, "queue group created");
+                Ok(())
+            }
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    fn generation_key(&self) -> String {
+        format!("{}:generation", self.prefix)
     }
 
     fn beat_key(&self, id: &str) -> String {
@@ -292,6 +307,30 @@ impl RedisQueue {
 impl TaskQueue for RedisQueue {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    async fn generation(&self) -> Result<Option<String>, QueueError> {
+        let mut conn = self.conn().await?;
+        let key = self.generation_key();
+        let get = |conn: &mut ConnectionManager| {
+            let mut conn = conn.clone();
+            let key = key.clone();
+            async move {
+                redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            }
+        };
+        if let Some(g) = get(&mut conn).await? {
+            return Ok(Some(g));
+        }
+        // No token: Redis lost everything (or this is its first use). Make the group now,
+        // which sets a new token, so the loss is seen once and not again when a worker
+        // re-creates the group.
+        self.create_group(&mut conn).await?;
+        Ok(Some(get(&mut conn).await?.unwrap_or_default()))
     }
 
     async fn enqueue(&self, jobs: &[Job]) -> Result<(), QueueError> {

@@ -30,6 +30,8 @@ pub struct Batch {
     pub failed: i64,
     pub truncated: i64,
     pub cancelled: i64,
+    /// Crawl pages robots.txt disallowed (outcome `skipped`).
+    pub skipped: i64,
     pub words_total: i64,
     /// Change counter (polls answer 204 while it is unchanged).
     #[serde(skip)]
@@ -42,6 +44,33 @@ pub struct Batch {
     pub created_by: Option<String>,
     /// Sum of the current runs' counts per word (DESIGN §14).
     pub word_totals: std::collections::BTreeMap<String, i64>,
+    /// `list` (the addresses a person gave) or `crawl` (DESIGN §15).
+    #[schema(value_type = String, example = "list")]
+    pub kind: &'static str,
+    /// A crawl's progress and rules; absent for a list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crawl: Option<CrawlSummary>,
+}
+
+/// What a crawl found so far (kept in the same transactions as its tasks, never counted).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CrawlSummary {
+    /// URLs the crawl stored as tasks (starts, sitemap seeds and links found).
+    pub discovered: i64,
+    /// Tasks that were fetched (ok, HTTP error, failed, truncated).
+    pub fetched: i64,
+    /// Pages robots.txt disallowed (never fetched).
+    pub skipped: i64,
+    /// Links outside the crawl's scope, summed over the pages (distinct per page).
+    pub out_of_scope: i64,
+    /// Links left out by a limit: max_pages, max_depth, links per page, URL length.
+    pub over_limit: i64,
+    pub max_depth_seen: i64,
+    /// Pages stored per depth (`"0"`, `"1"`, …).
+    pub pages_per_depth: std::collections::BTreeMap<String, i64>,
+    /// The crawl as submitted (start, sitemaps) with its rules, defaults filled in.
+    #[schema(value_type = Object)]
+    pub rules: serde_json::Value,
 }
 
 impl Batch {
@@ -83,14 +112,15 @@ pub struct BatchDistribution {
 
 const BATCH_COLUMNS: &str = "id, label, created_at, word, case_sensitive, whole_word, scope, \
      total, not_started, pending, finished, ok, http_error, failed, truncated, cancelled, \
-     words_total, version, updated_at, finished_at, created_by, words, word_totals, regions_patterns";
+     skipped, words_total, version, updated_at, finished_at, created_by, words, word_totals, \
+     kind, crawl_rules, out_of_scope, over_limit, max_depth_seen, depth_counts, regions_patterns";
 
 macro_rules! batch_from_row {
     ($row:expr) => {{
         let row = $row;
         let scope: String = row.try_get("scope")?;
         let extra = super::RegionsPatterns::read(row.try_get("regions_patterns")?)?;
-        Batch {
+        let mut b = Batch {
             id: row.try_get("id")?,
             label: row.try_get("label")?,
             created_at: row.try_get("created_at")?,
@@ -113,6 +143,7 @@ macro_rules! batch_from_row {
             failed: row.try_get("failed")?,
             truncated: row.try_get("truncated")?,
             cancelled: row.try_get("cancelled")?,
+            skipped: row.try_get("skipped")?,
             words_total: row.try_get("words_total")?,
             version: row.try_get("version")?,
             updated_at: row.try_get("updated_at")?,
@@ -120,7 +151,29 @@ macro_rules! batch_from_row {
             created_by: row.try_get("created_by")?,
             word_totals: super::json_column(row.try_get("word_totals")?, "word_totals")?
                 .unwrap_or_default(),
+            kind: if row.try_get::<String, _>("kind")? == "crawl" {
+                "crawl"
+            } else {
+                "list"
+            },
+            crawl: None,
+        };
+        if b.kind == "crawl" {
+            let fetched = b.ok + b.http_error + b.failed + b.truncated;
+            b.crawl = Some(CrawlSummary {
+                discovered: b.total,
+                fetched,
+                skipped: b.skipped,
+                out_of_scope: row.try_get("out_of_scope")?,
+                over_limit: row.try_get("over_limit")?,
+                max_depth_seen: row.try_get::<i32, _>("max_depth_seen")? as i64,
+                pages_per_depth: super::json_column(row.try_get("depth_counts")?, "depth_counts")?
+                    .unwrap_or_default(),
+                rules: super::json_column(row.try_get("crawl_rules")?, "crawl_rules")?
+                    .unwrap_or(serde_json::Value::Null),
+            });
         }
+        b
     }};
 }
 

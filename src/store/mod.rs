@@ -30,8 +30,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, QueryBuilder, Row, SqlitePool};
 
-pub use self::batches::{Batch, BatchDistribution, BatchFilter};
-pub use self::results::StoreOutcome;
+pub use self::batches::{Batch, BatchDistribution, BatchFilter, CrawlSummary};
+pub use self::results::{StoreOutcome, Written};
 pub use self::runs::{AuditEntry, CancelledRun};
 pub use self::search::{SEARCH_WALK, SearchIndex, SearchTuning, TrigramFreq};
 pub use self::tasks::{NewTask, TaskFilter};
@@ -136,6 +136,11 @@ macro_rules! task_from_row {
                 .map(|o| crate::outcome::Outcome::from_str(&o))
                 .transpose()
                 .map_err(StoreError::Corrupt)?,
+            depth: row.try_get("depth")?,
+            found_on: row.try_get("found_on")?,
+            role: row
+                .try_get::<Option<String>, _>("role")?
+                .and_then(|r| crate::model::TaskRole::parse(&r)),
         }
     }};
 }
@@ -170,6 +175,8 @@ macro_rules! result_from_row {
                     counts: crate::store::json_column(row.try_get("counts")?, "counts")?,
                     redirects: crate::store::json_column(row.try_get("redirects")?, "redirects")?
                         .unwrap_or_default(),
+                    skipped: false,
+                    crawl: None,
                 })
             }
         }
@@ -178,14 +185,14 @@ macro_rules! result_from_row {
 
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.address, t.timestamp, t.task_status, t.word, \
      t.case_sensitive, t.whole_word, t.scope, t.attempts, t.queued_at, t.updated_at, \
-     t.batch_id, t.run, t.outcome, t.words, t.regions_patterns";
+     t.batch_id, t.run, t.outcome, t.words, t.depth, t.found_on, t.role, t.regions_patterns";
 pub(crate) const RESULT_COLUMNS: &str = "r.id AS r_id, r.words_count, r.http_status_code, \
      r.error, r.timestamp AS r_timestamp, r.final_url, r.content_type, r.charset, \
      r.bytes_read, r.truncated, r.duration_ms, r.attempts AS r_attempts, r.charset_source, \
      r.attempt_log, r.counts, r.redirects";
 pub(crate) const RETURNING_TASK: &str = " RETURNING id, address, timestamp, task_status, \
      word, case_sensitive, whole_word, scope, attempts, queued_at, updated_at, batch_id, \
-     run, outcome, words, regions_patterns";
+     run, outcome, words, depth, found_on, role, regions_patterns";
 
 /// Changes to one set of totals (the `task_stats` row, or one batch), summed over one
 /// transaction.
@@ -199,6 +206,7 @@ pub(crate) struct Delta {
     pub failed: i64,
     pub truncated: i64,
     pub cancelled: i64,
+    pub skipped: i64,
     /// Tasks added (+) or deleted (-).
     pub total: i64,
     /// Sum of current counts gained or lost.
@@ -224,6 +232,7 @@ impl Delta {
             Outcome::Failed => &mut self.failed,
             Outcome::Truncated => &mut self.truncated,
             Outcome::Cancelled => &mut self.cancelled,
+            Outcome::Skipped => &mut self.skipped,
         }
     }
     fn add(&mut self, o: &Delta) {
@@ -235,6 +244,7 @@ impl Delta {
         self.failed += o.failed;
         self.truncated += o.truncated;
         self.cancelled += o.cancelled;
+        self.skipped += o.skipped;
         self.total += o.total;
         self.words += o.words;
     }
@@ -304,6 +314,7 @@ macro_rules! apply_deltas {
                 .bind(sum.failed)
                 .bind(sum.truncated)
                 .bind(sum.cancelled)
+                .bind(sum.skipped)
                 .execute(&mut *$tx)
                 .await?;
         }
@@ -340,6 +351,7 @@ macro_rules! apply_deltas {
                 .bind(d.failed)
                 .bind(d.truncated)
                 .bind(d.cancelled)
+                .bind(d.skipped)
                 .bind(d.total)
                 .bind(d.words)
                 .bind($now)
@@ -353,20 +365,24 @@ macro_rules! apply_deltas {
 pub(crate) const BUMP_STATS: &str = "UPDATE task_stats SET \
      not_started = not_started + $1, pending = pending + $2, finished = finished + $3, \
      ok = ok + $4, http_error = http_error + $5, failed = failed + $6, \
-     truncated = truncated + $7, cancelled = cancelled + $8 WHERE id = 1";
+     truncated = truncated + $7, cancelled = cancelled + $8, skipped = skipped + $9 \
+     WHERE id = 1";
 
 /// SET expressions read the row's old values, so the `finished_at` test adds the deltas.
 pub(crate) const BUMP_BATCH: &str = "UPDATE batch SET \
      not_started = not_started + $1, pending = pending + $2, finished = finished + $3, \
      ok = ok + $4, http_error = http_error + $5, failed = failed + $6, \
-     truncated = truncated + $7, cancelled = cancelled + $8, total = total + $9, \
-     words_total = words_total + $10, version = version + 1, updated_at = $11, \
+     truncated = truncated + $7, cancelled = cancelled + $8, skipped = skipped + $9, \
+     total = total + $10, words_total = words_total + $11, version = version + 1, \
+     updated_at = $12, \
      finished_at = CASE WHEN not_started + $1 + pending + $2 = 0 \
-                        THEN COALESCE(finished_at, $11) ELSE NULL END \
-     WHERE id = $12";
+                        THEN COALESCE(finished_at, $12) ELSE NULL END \
+     WHERE id = $13";
 
 // After the macros: `macro_rules!` are visible only below their definition.
 mod batches;
+#[macro_use]
+pub mod crawls;
 mod results;
 mod runs;
 mod search;
@@ -443,7 +459,7 @@ impl Store {
         on_pool!(self, |pool| {
             let row = sqlx::query(
                 "SELECT version, not_started, pending, finished, ok, http_error, failed, \
-                 truncated, cancelled FROM task_stats WHERE id = 1",
+                 truncated, cancelled, skipped FROM task_stats WHERE id = 1",
             )
             .fetch_one(pool)
             .await?;
@@ -457,6 +473,7 @@ impl Store {
                 failed: row.try_get("failed")?,
                 truncated: row.try_get("truncated")?,
                 cancelled: row.try_get("cancelled")?,
+                skipped: row.try_get("skipped")?,
             })
         })
     }

@@ -4,7 +4,7 @@
 //! them (current run, earlier run, duplicate, unknown), and then one multi-row INSERT and
 //! at most one UPDATE per outcome apply the verdicts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use sqlx::{QueryBuilder, Row};
@@ -15,7 +15,8 @@ use super::{Deltas, Store, StoreError, StoreResult, pow2_chunks, push_ids};
 /// Largest `IN (…)` list of a result batch, a power of two (see [`pow2_chunks`]); its
 /// multi-row INSERT takes half as many rows (18 columns each).
 const PIECE: usize = 512;
-use crate::model::{JobResult, TaskStatus, now_ms};
+use super::crawls::{CrawlDelta, Found};
+use crate::model::{CrawlReport, JobResult, Task, TaskRole, TaskStatus, now_ms};
 use crate::outcome::Outcome;
 
 /// What happened to one incoming result.
@@ -32,11 +33,61 @@ pub enum StoreOutcome {
     UnknownTask,
 }
 
+/// What one write of results did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// One verdict per result, in order.
+    pub verdicts: Vec<StoreOutcome>,
+    /// Tasks the crawls' results added, NOT_STARTED: to be queued.
+    pub discovered: Vec<Task>,
+}
+
+/// Turns a stored crawl result's report into frontier input: a page's links one level
+/// deeper; a sitemap's URLs as depth-0 seeds and its child sitemaps one nesting deeper; a
+/// robots.txt's sitemaps as depth-0 sitemaps.
+fn frontier_input(
+    found: &mut Vec<Found>,
+    crawl: &mut BTreeMap<i64, CrawlDelta>,
+    task: i64,
+    batch: i64,
+    depth: i32,
+    role: Option<TaskRole>,
+    report: &CrawlReport,
+) {
+    let cd = crawl.entry(batch).or_default();
+    cd.out_of_scope += report.out_of_scope as i64;
+    cd.over_limit += report.dropped as i64;
+    let (page_depth, sitemap_depth) = match role {
+        None => (depth + 1, depth + 1),
+        Some(TaskRole::Sitemap) => (0, depth + 1),
+        Some(TaskRole::Robots) => (0, 0),
+    };
+    let link = |url: &String, depth: i32, role: Option<TaskRole>| Found {
+        batch,
+        url: url.clone(),
+        depth,
+        found_on: Some(task),
+        role,
+    };
+    if role != Some(TaskRole::Robots) {
+        found.extend(report.links.iter().map(|u| link(u, page_depth, None)));
+    }
+    found.extend(
+        report
+            .sitemaps
+            .iter()
+            .map(|u| link(u, sitemap_depth, Some(TaskRole::Sitemap))),
+    );
+}
+
 /// What the store knows of a task while judging results.
 struct Current {
     status: TaskStatus,
     run: i32,
     batch: Option<i64>,
+    /// Crawl tasks: the depth and role, for the links their result brings.
+    depth: Option<i32>,
+    role: Option<TaskRole>,
 }
 
 impl Store {
@@ -45,9 +96,19 @@ impl Store {
     /// order. Duplicates, earlier runs and unknown tasks are not errors (at-least-once
     /// delivery makes them normal); whichever of a cancel and a result commits first wins.
     pub async fn store_results(&self, results: &[JobResult]) -> StoreResult<Vec<StoreOutcome>> {
+        Ok(self.write_results(results).await?.verdicts)
+    }
+
+    /// [`store_results`](Self::store_results), also returning the tasks a crawl's results
+    /// added (the frontier, DESIGN §15): the caller queues them.
+    pub async fn write_results(&self, results: &[JobResult]) -> StoreResult<Written> {
         let mut verdicts = Vec::with_capacity(results.len());
+        let mut discovered: Vec<Task> = Vec::new();
         if results.is_empty() {
-            return Ok(verdicts);
+            return Ok(Written {
+                verdicts,
+                discovered,
+            });
         }
         let now = now_ms();
         let mut ids: Vec<i64> = results.iter().map(|r| r.task_id).collect();
@@ -58,7 +119,7 @@ impl Store {
             let mut current: HashMap<i64, Current> = HashMap::with_capacity(ids.len());
             for chunk in pow2_chunks(&ids, PIECE) {
                 let mut qb = QueryBuilder::new(
-                    "SELECT id, task_status, run, batch_id FROM task WHERE id IN (",
+                    "SELECT id, task_status, run, batch_id, depth, role FROM task WHERE id IN (",
                 );
                 push_ids(&mut qb, chunk);
                 qb.push(")");
@@ -70,6 +131,10 @@ impl Store {
                             status: TaskStatus::from_str(&status).map_err(StoreError::Corrupt)?,
                             run: row.try_get("run")?,
                             batch: row.try_get("batch_id")?,
+                            depth: row.try_get("depth")?,
+                            role: row
+                                .try_get::<Option<String>, _>("role")?
+                                .and_then(|r| TaskRole::parse(&r)),
                         },
                     );
                 }
@@ -84,6 +149,9 @@ impl Store {
             let mut rollup: Vec<RollupRow> = Vec::new();
             // One row per word/pattern of each stored current result (the filters').
             let mut count_rows: Vec<super::task_counts::CountRow<'_>> = Vec::new();
+            // Crawls (DESIGN §15): the links of stored results, and their counters.
+            let mut found: Vec<Found> = Vec::new();
+            let mut crawl: BTreeMap<i64, CrawlDelta> = BTreeMap::new();
             for jr in results {
                 let Some(cur) = current.get_mut(&jr.task_id) else {
                     verdicts.push(StoreOutcome::UnknownTask);
@@ -125,6 +193,13 @@ impl Store {
                 super::task_counts::rows_of(&mut count_rows, jr.task_id, cur.batch, &jr.result);
                 to_insert.push((jr, outcome));
                 verdicts.push(StoreOutcome::Stored);
+                if let (Some(report), Some(batch), Some(depth)) =
+                    (&jr.result.crawl, cur.batch, cur.depth)
+                {
+                    frontier_input(
+                        &mut found, &mut crawl, jr.task_id, batch, depth, cur.role, report,
+                    );
+                }
             }
             let mut inserted: HashSet<(i64, i32)> = HashSet::new();
             for chunk in pow2_chunks(&to_insert, PIECE / 2) {
@@ -194,10 +269,17 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            if !found.is_empty() {
+                discovered = extend_frontier!(tx, now, &mut deltas, &mut crawl, found);
+            }
             apply_deltas!(tx, &deltas, now);
+            apply_crawl_deltas!(tx, &crawl);
             RecordRollups::record_rollups(&mut *tx, &rollup).await?;
             tx.commit().await?;
         });
-        Ok(verdicts)
+        Ok(Written {
+            verdicts,
+            discovered,
+        })
     }
 }

@@ -49,6 +49,8 @@ pub struct Tally {
     pub failed: i64,
     pub truncated: i64,
     pub cancelled: i64,
+    /// Crawl pages robots.txt disallowed (never fetched, so not in the histogram).
+    pub skipped: i64,
     pub bytes: i64,
     pub duration_sum: i64,
     pub hist: [i64; BUCKETS],
@@ -62,9 +64,10 @@ impl Tally {
             Outcome::Failed => self.failed += 1,
             Outcome::Truncated => self.truncated += 1,
             Outcome::Cancelled => self.cancelled += 1,
+            Outcome::Skipped => self.skipped += 1,
         }
         self.bytes += r.bytes;
-        if r.outcome != Outcome::Cancelled {
+        if !matches!(r.outcome, Outcome::Cancelled | Outcome::Skipped) {
             self.duration_sum += r.duration_ms.max(0);
             self.hist[bucket_of(r.duration_ms)] += 1;
         }
@@ -77,6 +80,7 @@ impl Tally {
         self.failed += o.failed;
         self.truncated += o.truncated;
         self.cancelled += o.cancelled;
+        self.skipped += o.skipped;
         self.bytes += o.bytes;
         self.duration_sum += o.duration_sum;
         for (a, b) in self.hist.iter_mut().zip(o.hist) {
@@ -85,7 +89,7 @@ impl Tally {
     }
 
     pub fn finished(&self) -> i64 {
-        self.ok + self.http_error + self.failed + self.truncated + self.cancelled
+        self.ok + self.http_error + self.failed + self.truncated + self.cancelled + self.skipped
     }
 
     /// The `q` quantile (0..=1) of fetch durations, estimated from the histogram; None
@@ -115,14 +119,16 @@ impl Tally {
 }
 
 const UPSERT: &str = "INSERT INTO rollup_minute (minute, ok, http_error, failed, truncated, \
-     cancelled, bytes, duration_ms_sum, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+     cancelled, bytes, duration_ms_sum, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, skipped) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19) \
      ON CONFLICT (minute) DO UPDATE SET \
      ok = rollup_minute.ok + excluded.ok, \
      http_error = rollup_minute.http_error + excluded.http_error, \
      failed = rollup_minute.failed + excluded.failed, \
      truncated = rollup_minute.truncated + excluded.truncated, \
      cancelled = rollup_minute.cancelled + excluded.cancelled, \
+     skipped = rollup_minute.skipped + excluded.skipped, \
      bytes = rollup_minute.bytes + excluded.bytes, \
      duration_ms_sum = rollup_minute.duration_ms_sum + excluded.duration_ms_sum, \
      h0 = rollup_minute.h0 + excluded.h0, h1 = rollup_minute.h1 + excluded.h1, \
@@ -158,6 +164,7 @@ macro_rules! record_on {
             for h in t.hist {
                 q = q.bind(h);
             }
+            q = q.bind(t.skipped);
             q.execute(&mut *$conn).await?;
         }
         Ok(())
@@ -286,7 +293,7 @@ pub fn bucketize(window: Window, now: i64, minutes: &[(i64, Tally)]) -> Vec<Buck
         .collect()
 }
 
-const SELECT: &str = "SELECT minute, ok, http_error, failed, truncated, cancelled, bytes, \
+const SELECT: &str = "SELECT minute, ok, http_error, failed, truncated, cancelled, skipped, bytes, \
      duration_ms_sum, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9 FROM rollup_minute";
 
 macro_rules! tally_from_row {
@@ -305,6 +312,7 @@ macro_rules! tally_from_row {
                 failed: row.try_get("failed")?,
                 truncated: row.try_get("truncated")?,
                 cancelled: row.try_get("cancelled")?,
+                skipped: row.try_get("skipped")?,
                 bytes: row.try_get("bytes")?,
                 duration_sum: row.try_get("duration_ms_sum")?,
                 hist,

@@ -319,6 +319,9 @@ impl Store {
                         batch_id: Some(batch_id),
                         run: 1,
                         outcome: None,
+                        depth: None,
+                        found_on: None,
+                        role: None,
                     });
                 }
             }

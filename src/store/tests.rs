@@ -34,6 +34,8 @@ fn result_for(task_id: i64, n: i64) -> JobResult {
             }],
             counts: None,
             redirects: Vec::new(),
+            skipped: false,
+            crawl: None,
         },
         worker: "test".into(),
     }
@@ -244,6 +246,7 @@ async fn recount(store: &Store, batch: i64) -> Batch {
             Some(Outcome::Failed) => b.failed += 1,
             Some(Outcome::Truncated) => b.truncated += 1,
             Some(Outcome::Cancelled) => b.cancelled += 1,
+            Some(Outcome::Skipped) => b.skipped += 1,
             None => {}
         }
         b.words_total += v.result.as_ref().and_then(|r| r.words_count).unwrap_or(0);

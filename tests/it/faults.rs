@@ -767,3 +767,54 @@ async fn sigterm_to_serve_and_worker_processes_loses_nothing() {
     pool.close().await;
     stack.cleanup().await;
 }
+
+// ------------------------------------------------ 7. a queue that lost its data, noticed
+
+/// Redis restarted empty while jobs waited in it: the Submitter notices the loss (the
+/// queue's generation changed) and re-queues every PENDING task at once, long before their
+/// pending deadline (set to ten minutes here, so only the noticing can bring them back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_restarted_empty_is_noticed_and_refilled_at_once() {
+    crate::helpers::init_tracing();
+    let started = Instant::now();
+    let pages = PageServer::start_full().await;
+    let mut redis = TestRedis::start(free_tcp_port()).await;
+    let mut stack = Stack::new().await;
+    stack.redis_url = redis.url();
+    let mut args = stack.serve_args(0);
+    quick_reconciler(&mut args);
+    args.pending_deadline_secs = 600;
+    let app = TestApp::start(args).await;
+    let pool = stack.db.pool().await;
+
+    // No worker yet: every job waits in the stream, every task is PENDING.
+    let run = run_pages(&pages, 300, 0);
+    let tasks = submit_all(&app.client, &app.base, &addresses(&run)).await;
+    eventually("every task queued", SETTLE, || async {
+        let (_, pending, _) = db_status_counts(&pool).await?;
+        (pending == run.len() as i64).then_some(())
+    })
+    .await;
+    // Let a sweep record the queue's generation, then lose everything.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.stop().await;
+    let _redis = TestRedis::start(redis.port).await;
+    let lost_at = Instant::now();
+
+    let worker = start_worker_in_process(fast_worker(stack.worker_args(8))).await;
+    let expected = expectations(&tasks, &run);
+    db_wait_finished(&pool, run.len() as i64, SETTLE).await;
+    assert_every_task_counted(&pool, &expected).await;
+    let secs = lost_at.elapsed().as_secs_f64();
+    eprintln!(
+        "[faults] queue lost with {} PENDING: all finished {:.1} s later ({:.0} tasks/s)",
+        run.len(),
+        secs,
+        run.len() as f64 / secs
+    );
+    report("queue restarted empty", run.len(), started);
+    worker.stop().await.unwrap();
+    app.stop().await;
+    pool.close().await;
+    stack.cleanup().await;
+}

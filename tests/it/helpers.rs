@@ -661,6 +661,8 @@ pub fn result_for(task_id: i64, n: i64) -> wordtally::model::JobResult {
             attempt_log: Vec::new(),
             counts: None,
             redirects: Vec::new(),
+            skipped: false,
+            crawl: None,
         },
         worker: "test".into(),
     }

@@ -566,6 +566,8 @@ async fn markup_in_addresses_and_results_is_shown_as_text() {
             attempt_log: Vec::new(),
             counts: None,
             redirects: Vec::new(),
+            skipped: false,
+            crawl: None,
         },
         worker: evil.into(),
     };

@@ -13,9 +13,11 @@ mod nsq_broker;
 
 mod helpers;
 mod pages;
+mod site;
 
 mod auth;
 mod batches;
+mod crawl;
 mod deploy;
 mod embedded;
 mod faults;
@@ -23,6 +25,7 @@ mod hostile;
 mod openapi;
 mod pipeline;
 mod regions;
+mod robots;
 mod scale;
 mod ssrf;
 mod workers;

@@ -111,6 +111,22 @@ async fn document_matches_the_router() {
         "bearer"
     );
 
+    // Regions, patterns and the count filters (issue 20) are described.
+    let create = &doc["components"]["schemas"]["CreateTasks"]["properties"];
+    for field in ["within", "outside", "patterns"] {
+        assert!(
+            create.get(field).is_some(),
+            "CreateTasks lacks {field}: {create}"
+        );
+    }
+    let params: Vec<&str> = doc["paths"]["/api/tasks"]["get"]["parameters"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    for p in ["contains", "absent"] {
+        assert!(params.contains(&p), "GET /api/tasks lacks ?{p}: {params:?}");
+    }
+
     // Both directions: the source's routes are documented, the document's are served.
     let documented = operations(&doc);
     let mut in_source = routes_in_source();
@@ -178,4 +194,107 @@ async fn document_matches_the_router() {
 
     app.stop().await;
     db.cleanup().await;
+}
+
+/// The header's "JSON API" link opens a page rendering the document: Swagger UI, every file
+/// from our origin (the strict CSP allows no inline script and no CDN), started by our own
+/// initializer pointed at `/api/openapi.json`.
+#[tokio::test]
+async fn the_api_reference_page_renders_the_document_under_the_csp() {
+    let db = TestDb::sqlite();
+    let app = TestApp::start(serve_args(&db.url, 0)).await;
+    let get = |path: &str| app.client.get(app.url(path)).send();
+
+    let home = get("/tasks").await.expect("GET /tasks");
+    let home = home.text().await.expect("body");
+    assert!(
+        home.contains(r#"<a href="/api-docs/">JSON API</a>"#),
+        "the header links the reference page"
+    );
+
+    let res = get("/api-docs/").await.expect("GET /api-docs/");
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let page = res.text().await.expect("page");
+    // Every <script> has a src, every src and href is ours.
+    let scripts: Vec<&str> = page.split("<script").skip(1).collect();
+    assert_eq!(scripts.len(), 2, "{page}");
+    for s in &scripts {
+        assert!(
+            s.trim_start().starts_with("src=\"/"),
+            "inline or foreign script: {s}"
+        );
+        assert!(s.contains("></script>"), "a script with a body: {s}");
+    }
+    let mut refs = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for piece in page.split(attr).skip(1) {
+            let r = piece.split('"').next().unwrap_or_default();
+            assert!(r.starts_with('/'), "not from our origin: {r}");
+            refs.push(r.to_owned());
+        }
+    }
+    for (path, kind) in [
+        ("/api-docs/swagger-ui-bundle.js", "javascript"),
+        ("/api-docs/api-docs.js", "javascript"),
+        ("/api-docs/swagger-ui.css", "text/css"),
+        ("/api-docs/favicon-32x32.png", "image/png"),
+    ] {
+        assert!(
+            refs.iter().any(|r| r == path),
+            "{path} referenced by the page"
+        );
+        let res = get(path).await.expect(path);
+        assert_eq!(res.status(), 200, "{path}");
+        let ct = res.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(ct.contains(kind), "{path}: {ct}");
+        let body = res.bytes().await.expect("asset body");
+        assert!(
+            body.len() > 100,
+            "{path} is the real file ({} bytes)",
+            body.len()
+        );
+    }
+    let init = get("/api-docs/api-docs.js")
+        .await
+        .expect("init")
+        .text()
+        .await
+        .expect("js");
+    assert!(
+        init.contains("\"/api/openapi.json\"") && init.contains("SwaggerUIBundle"),
+        "{init}"
+    );
+    let bundle = get("/api-docs/swagger-ui-bundle.js").await.expect("bundle");
+    assert!(bundle.text().await.expect("js").contains("SwaggerUIBundle"));
+
+    // Only the files the page uses; no source maps, no traversal, no oauth page.
+    for path in [
+        "/api-docs/swagger-ui-bundle.js.map",
+        "/api-docs/index.html",
+        "/api-docs/oauth2-redirect.html",
+        "/api-docs/..%2F..%2FCargo.toml",
+        "/api-docs/nothing.js",
+    ] {
+        let res = get(path).await.expect(path);
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(app.url("/api-docs"))
+        .send()
+        .await
+        .expect("GET /api-docs");
+    assert_eq!(bare.status(), 308);
+    assert_eq!(bare.headers()["location"], "/api-docs/");
+    app.stop().await;
 }

@@ -191,6 +191,13 @@ async fn patterns_story(app: &TestApp) {
     assert_eq!(s, 200, "{csv}");
     assert_eq!(csv.lines().count(), 2, "{csv}");
     assert!(csv.contains(&doc), "{csv}");
+    // One batch: a column per word and pattern.
+    let (_, csv) = get_text(app, &format!("/api/tasks/export?format=csv&batch={batch}")).await;
+    let header = csv.lines().next().unwrap_or_default();
+    assert!(
+        header.ends_with(&format!(",counts,count:python,count:{P1},count:{P2}")),
+        "{header}"
+    );
     let (s, html) = get_text(app, &format!("/tasks?absent={}", enc(P1))).await;
     assert_eq!(s, 200);
     assert!(html.contains(&other) && !html.contains(&doc), "{html}");

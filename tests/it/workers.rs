@@ -224,6 +224,7 @@ async fn recount(store: &Store, ids: &[i64]) -> Tally {
             Outcome::Failed => t.failed += 1,
             Outcome::Truncated => t.truncated += 1,
             Outcome::Cancelled => t.cancelled += 1,
+            Outcome::Skipped => t.skipped += 1,
         }
         t.bytes += r.bytes_read;
         t.duration_sum += r.duration_ms;

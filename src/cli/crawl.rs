@@ -1,0 +1,261 @@
+//! `wordtally crawl` (a script's **submit** → … → poll for a crawl, DESIGN §15): starts a
+//! crawl through the JSON API (`POST /api/crawls`) from the start addresses given, shows
+//! `fetched / discovered` while it grows (a progress bar on a terminal, a plain line every
+//! few seconds otherwise), then writes every page to stdout as CSV or JSON Lines, like
+//! `wordtally submit`.
+//!
+//! Exit status: 0 when the crawl was started (and, unless `--no-wait`, finished and
+//! written out); 1 when the server is unreachable or refuses the crawl.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::submit::{Format, ScopeArg, export, wait};
+
+/// Settings of `wordtally crawl`.
+#[derive(Debug, Clone, Args)]
+pub struct CrawlArgs {
+    /// Start addresses (depth 0).
+    #[arg(required_unless_present = "sitemap")]
+    pub start: Vec<String>,
+    /// The wordtally server.
+    #[arg(
+        long,
+        env = "WORDTALLY_SERVER",
+        default_value = "http://127.0.0.1:5000"
+    )]
+    pub server: String,
+    /// API token (`Authorization: Bearer …`) when the server has accounts.
+    #[arg(long, env = "WORDTALLY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Which links to follow: the start's host and port, its registrable domain and every
+    /// subdomain, or URLs under the start's folder.
+    #[arg(long, value_enum, default_value_t = FollowArg::Host)]
+    pub follow: FollowArg,
+    /// Pages stored at most (default: the server's 10,000).
+    #[arg(long)]
+    pub max_pages: Option<u64>,
+    /// Links followed at most this many steps from a start (default: no limit).
+    #[arg(long)]
+    pub max_depth: Option<u32>,
+    /// Only follow URLs matching this regular expression (repeatable).
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Never follow URLs matching this regular expression (repeatable).
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Ignore robots.txt, Crawl-delay and nofollow (only for your own sites).
+    #[arg(long)]
+    pub no_robots: bool,
+    /// A sitemap whose URLs are seeds too (repeatable), or `auto` for the ones robots.txt
+    /// names.
+    #[arg(long)]
+    pub sitemap: Vec<String>,
+    /// Word (or phrase) to count; repeat for several (default: the server's, `python`).
+    #[arg(long = "word", short = 'w')]
+    pub words: Vec<String>,
+    /// Compare exactly instead of case-insensitively.
+    #[arg(long)]
+    pub case_sensitive: bool,
+    /// Count substrings, not only whole words.
+    #[arg(long)]
+    pub substring: bool,
+    /// Where to count: the page's text or its raw HTML.
+    #[arg(long, value_enum, default_value_t = ScopeArg::Text)]
+    pub scope: ScopeArg,
+    /// Regions and patterns (DESIGN §17), as on `submit`.
+    #[command(flatten)]
+    pub regions: super::submit::RegionPatternArgs,
+    /// A name for the crawl's batch.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Start the crawl and print its batch id only; do not wait.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Output format of the pages.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+    /// Give up waiting after this many seconds (0 = wait for ever; the crawl goes on).
+    #[arg(long, default_value_t = 0)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FollowArg {
+    Host,
+    Domain,
+    Prefix,
+}
+
+#[derive(Debug, Deserialize)]
+struct Started {
+    batch_id: Option<i64>,
+    #[serde(default)]
+    tasks: Vec<serde_json::Value>,
+    #[serde(default)]
+    rejected: Vec<Refused>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Refused {
+    address: String,
+    error: String,
+}
+
+/// The `POST /api/crawls` body these settings ask for.
+pub fn body(args: &CrawlArgs) -> serde_json::Value {
+    let mut body = json!({
+        "start": args.start,
+        "follow": match args.follow {
+            FollowArg::Host => "host",
+            FollowArg::Domain => "domain",
+            FollowArg::Prefix => "prefix",
+        },
+        "obey_robots": !args.no_robots,
+        "case_sensitive": args.case_sensitive,
+        "whole_word": !args.substring,
+        "scope": match args.scope { ScopeArg::Text => "text", ScopeArg::Raw => "raw" },
+    });
+    match args.words.as_slice() {
+        [] => {}
+        [w] => body["word"] = json!(w),
+        many => body["words"] = json!(many),
+    }
+    args.regions.add_to(&mut body);
+    match args.sitemap.as_slice() {
+        [] => {}
+        [a] if a == "auto" => body["sitemaps"] = json!("auto"),
+        maps => body["sitemaps"] = json!(maps),
+    }
+    if let Some(n) = args.max_pages {
+        body["max_pages"] = json!(n);
+    }
+    if let Some(n) = args.max_depth {
+        body["max_depth"] = json!(n);
+    }
+    if !args.include.is_empty() {
+        body["include"] = json!(args.include);
+    }
+    if !args.exclude.is_empty() {
+        body["exclude"] = json!(args.exclude);
+    }
+    if let Some(l) = &args.label {
+        body["label"] = json!(l);
+    }
+    body
+}
+
+/// Runs the verb; `Err` is printed as one line by `main`.
+pub async fn run(args: CrawlArgs) -> anyhow::Result<()> {
+    crate::fetch::install_crypto_provider();
+    let server = args.server.trim_end_matches('/').to_string();
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let auth = |rb: reqwest::RequestBuilder| match &args.token {
+        Some(t) => rb.bearer_auth(t),
+        None => rb,
+    };
+    let res = auth(client.post(format!("{server}/api/crawls")))
+        .header("content-type", "application/json")
+        .body(body(&args).to_string())
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the server at {server}"))?;
+    let status = res.status();
+    let text = res.text().await.context("the server's answer broke off")?;
+    let started: Started = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "the server answered {status} with something that is not wordtally's JSON: {}",
+            text.chars().take(200).collect::<String>()
+        )
+    })?;
+    for r in &started.rejected {
+        eprintln!("rejected: {}: {}", r.address, r.error);
+    }
+    let Some(batch) = started.batch_id.filter(|_| status.is_success()) else {
+        bail!(
+            "the server refused the crawl ({status}): {}",
+            started.error.unwrap_or_else(|| "no reason given".into())
+        );
+    };
+    eprintln!(
+        "crawl {batch}: started from {} seed(s), {} address(es) rejected — {server}/batches/{batch}",
+        started.tasks.len(),
+        started.rejected.len()
+    );
+    if args.no_wait {
+        println!("{batch}");
+        return Ok(());
+    }
+    wait(&client, &auth, &server, batch, args.timeout_secs, true).await?;
+    export(&client, &auth, &server, batch, args.format).await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::{Cli, Command};
+
+    fn parse(args: &[&str]) -> CrawlArgs {
+        let mut v = vec!["wordtally", "crawl"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).expect("parses").command {
+            Some(Command::Crawl(a)) => a,
+            _ => panic!("not crawl"),
+        }
+    }
+
+    #[test]
+    fn flags_become_the_api_body() {
+        let a = parse(&[
+            "http://h.test/",
+            "--follow",
+            "prefix",
+            "--max-pages",
+            "50",
+            "--max-depth",
+            "2",
+            "--include",
+            "/docs/",
+            "--exclude",
+            "\\?",
+            "--no-robots",
+            "--sitemap",
+            "auto",
+            "-w",
+            "python",
+            "-w",
+            "rust",
+        ]);
+        let b = body(&a);
+        assert_eq!(b["start"], json!(["http://h.test/"]));
+        assert_eq!(b["follow"], "prefix");
+        assert_eq!(
+            (b["max_pages"].as_u64(), b["max_depth"].as_u64()),
+            (Some(50), Some(2))
+        );
+        assert_eq!(b["include"], json!(["/docs/"]));
+        assert_eq!(b["exclude"], json!(["\\?"]));
+        assert_eq!(b["obey_robots"], false);
+        assert_eq!(b["sitemaps"], "auto");
+        assert_eq!(b["words"], json!(["python", "rust"]));
+    }
+
+    #[test]
+    fn a_crawl_needs_a_start_or_a_sitemap() {
+        let v = ["wordtally", "crawl"];
+        assert!(Cli::try_parse_from(v).is_err());
+        let a = parse(&["--sitemap", "http://h.test/sitemap.xml"]);
+        assert!(a.start.is_empty());
+        assert_eq!(body(&a)["sitemaps"], json!(["http://h.test/sitemap.xml"]));
+    }
+}

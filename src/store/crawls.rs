@@ -1,0 +1,393 @@
+//! Crawls in the store (submit → … → NSQ → **DB**, DESIGN §15): a crawl's batch and seeds,
+//! and the **frontier**: the links a stored result brings become new tasks of the crawl in
+//! the DB writer's own transaction.
+//!
+//! Deduplication is the unique index `task_crawl_url (batch_id, url_key)`: the frontier
+//! first asks which of a result batch's links the crawl already has (one index probe per
+//! link, through `IN` lists), then inserts the rest (`ON CONFLICT DO NOTHING` as a second
+//! guard). Its cost follows the number of links in the results, never the size of the
+//! crawl, and nothing of the seen-set is kept in memory between transactions. A redelivered
+//! result is judged a duplicate before it gets here, and its links would be known anyway.
+//!
+//! Limits end with a counted reason, in the batch's row: links past `max_pages` or
+//! `max_depth` (and sitemaps nested too deep) add to `over_limit`; the worker's report adds
+//! its `out_of_scope` and `dropped` counts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sqlx::{QueryBuilder, Row};
+
+use super::{Store, StoreResult};
+use crate::count::CountOptions;
+use crate::crawl::rules::CrawlRules;
+use crate::model::{CrawlJob, Job, Task, TaskRole, now_ms};
+
+/// How deep sitemap indexes may nest (an index of indexes of sitemaps is depth 2).
+pub const MAX_SITEMAP_NESTING: i32 = 3;
+
+/// A crawl as stored with its batch: what was submitted, with the rules' defaults filled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StoredCrawl {
+    pub start: Vec<String>,
+    /// Sitemap addresses given, or `["auto"]`.
+    pub sitemaps: Vec<String>,
+    #[serde(flatten)]
+    pub rules: CrawlRules,
+}
+
+/// A seed of a new crawl: a start page, a sitemap, or a robots.txt to read for sitemaps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    pub url: String,
+    pub role: Option<TaskRole>,
+}
+
+/// A link to add to a crawl (the frontier's input, built from the results of one write).
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    pub batch: i64,
+    pub url: String,
+    pub depth: i32,
+    pub found_on: Option<i64>,
+    pub role: Option<TaskRole>,
+}
+
+/// Per-batch counters the frontier adds (beside the task totals in `Deltas`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CrawlDelta {
+    pub out_of_scope: i64,
+    pub over_limit: i64,
+    pub max_depth: i32,
+    pub depths: BTreeMap<String, i64>,
+}
+
+/// Reads what the frontier needs of a crawl batch: its options, rules and size.
+macro_rules! crawl_batch {
+    ($tx:expr, $batch:expr) => {{
+        let row = sqlx::query(
+            "SELECT kind, crawl_rules, total, word, case_sensitive, whole_word, scope, words, \
+             regions_patterns FROM batch WHERE id = $1",
+        )
+        .bind($batch)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match row {
+            None => None,
+            Some(row) => {
+                let kind: String = row.try_get("kind")?;
+                let rules: Option<crate::store::crawls::StoredCrawl> =
+                    crate::store::json_column(row.try_get("crawl_rules")?, "crawl_rules")?;
+                match (kind.as_str(), rules) {
+                    ("crawl", Some(c)) => {
+                        let scope: String = row.try_get("scope")?;
+                        let total: i64 = row.try_get("total")?;
+                        // Discovered pages count what the crawl counts (DESIGN §17 too).
+                        let extra =
+                            crate::store::RegionsPatterns::read(row.try_get("regions_patterns")?)?;
+                        let options = crate::count::CountOptions {
+                            word: row.try_get("word")?,
+                            case_sensitive: row.try_get("case_sensitive")?,
+                            whole_word: row.try_get("whole_word")?,
+                            scope: <crate::count::Scope as std::str::FromStr>::from_str(&scope)
+                                .map_err(crate::store::StoreError::Corrupt)?,
+                            words: crate::store::json_column(row.try_get("words")?, "words")?
+                                .unwrap_or_default(),
+                            within: extra.within,
+                            outside: extra.outside,
+                            patterns: extra.patterns,
+                        };
+                        Some((c.rules, total, options))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }};
+}
+
+/// Inserts crawl tasks (`$rows`: `&[(url, depth, found_on, role)]`) of batch `$batch` with
+/// `$options`, skipping URLs the crawl has; evaluates to the new tasks.
+macro_rules! insert_crawl_tasks {
+    ($tx:expr, $now:expr, $batch:expr, $options:expr, $rows:expr) => {{
+        let rows: &[(String, i32, Option<i64>, Option<crate::model::TaskRole>)] = $rows;
+        let options: &crate::count::CountOptions = $options;
+        let mut by_url: std::collections::HashMap<
+            &str,
+            &(String, i32, Option<i64>, Option<crate::model::TaskRole>),
+        > = rows.iter().map(|r| (r.0.as_str(), r)).collect();
+        let mut tasks: Vec<crate::model::Task> = Vec::new();
+        for chunk in crate::store::pow2_chunks(rows, 256) {
+            let mut qb = sqlx::QueryBuilder::new(
+                "INSERT INTO task (address, timestamp, task_status, word, case_sensitive, \
+                 whole_word, scope, attempts, updated_at, batch_id, run, words, depth, \
+                 found_on, url_key, role) ",
+            );
+            qb.push_values(chunk, |mut b, (url, depth, found_on, role)| {
+                b.push_bind(url.as_str())
+                    .push_bind($now)
+                    .push_bind("NOT_STARTED")
+                    .push_bind(options.word.as_str())
+                    .push_bind(options.case_sensitive)
+                    .push_bind(options.whole_word)
+                    .push_bind(options.scope.as_str())
+                    .push_bind(0i32)
+                    .push_bind($now)
+                    .push_bind($batch)
+                    .push_bind(1i32)
+                    .push_bind(crate::store::json_list(&options.words))
+                    .push_bind(*depth)
+                    .push_bind(*found_on)
+                    .push_bind(url.as_str())
+                    .push_bind(role.map(crate::model::TaskRole::as_str));
+            });
+            qb.push(" ON CONFLICT (batch_id, url_key) DO NOTHING RETURNING id, url_key");
+            for row in qb.build().fetch_all(&mut *$tx).await? {
+                let id: i64 = row.try_get(0)?;
+                let key: String = row.try_get(1)?;
+                let Some((url, depth, found_on, role)) = by_url.remove(key.as_str()) else {
+                    continue;
+                };
+                tasks.push(crate::model::Task {
+                    id,
+                    address: url.clone(),
+                    timestamp: $now,
+                    status: crate::model::TaskStatus::NotStarted,
+                    options: options.clone(),
+                    attempts: 0,
+                    queued_at: None,
+                    updated_at: $now,
+                    batch_id: Some($batch),
+                    run: 1,
+                    outcome: None,
+                    depth: Some(*depth),
+                    found_on: *found_on,
+                    role: *role,
+                });
+            }
+        }
+        tasks.sort_by_key(|t| t.id);
+        tasks
+    }};
+}
+
+/// The frontier step inside the DB writer's transaction: adds the unseen links of `$found`
+/// (in order; the first finder of a URL wins) as tasks, within each crawl's limits, and
+/// records the counts in `$deltas` / `$crawl`. Evaluates to the new tasks.
+macro_rules! extend_frontier {
+    ($tx:expr, $now:expr, $deltas:expr, $crawl:expr, $found:expr) => {{
+        let found: Vec<crate::store::crawls::Found> = $found;
+        let deltas: &mut crate::store::Deltas = $deltas;
+        let crawl: &mut std::collections::BTreeMap<i64, crate::store::crawls::CrawlDelta> = $crawl;
+        let mut by_batch: std::collections::BTreeMap<i64, Vec<crate::store::crawls::Found>> =
+            std::collections::BTreeMap::new();
+        for f in found {
+            by_batch.entry(f.batch).or_default().push(f);
+        }
+        let mut new_tasks: Vec<crate::model::Task> = Vec::new();
+        for (batch, links) in by_batch {
+            let Some((rules, total, options)) = crawl_batch!($tx, batch) else {
+                continue;
+            };
+            let cd = crawl.entry(batch).or_default();
+            // Distinct URLs, first finder first; over max_depth / sitemap nesting.
+            let mut seen = std::collections::HashSet::new();
+            let mut cand: Vec<(String, i32, Option<i64>, Option<crate::model::TaskRole>)> =
+                Vec::new();
+            for f in links {
+                let too_deep = match f.role {
+                    Some(crate::model::TaskRole::Sitemap) => {
+                        f.depth > crate::store::crawls::MAX_SITEMAP_NESTING
+                    }
+                    Some(crate::model::TaskRole::Robots) => false,
+                    None => rules.max_depth.is_some_and(|m| f.depth > m as i32),
+                };
+                if !seen.insert(f.url.clone()) {
+                    continue;
+                }
+                if too_deep {
+                    cd.over_limit += 1;
+                    continue;
+                }
+                cand.push((f.url, f.depth, f.found_on, f.role));
+            }
+            // Which of them the crawl has: one index probe each.
+            let mut known = std::collections::HashSet::new();
+            let keys: Vec<&str> = cand.iter().map(|c| c.0.as_str()).collect();
+            for chunk in crate::store::pow2_chunks(&keys, 512) {
+                let mut qb = sqlx::QueryBuilder::new("SELECT url_key FROM task WHERE batch_id = ");
+                qb.push_bind(batch);
+                qb.push(" AND url_key IN (");
+                let mut sep = qb.separated(", ");
+                for k in chunk {
+                    sep.push_bind(*k);
+                }
+                qb.push(")");
+                for row in qb.build().fetch_all(&mut *$tx).await? {
+                    known.insert(row.try_get::<String, _>(0)?);
+                }
+            }
+            cand.retain(|c| !known.contains(&c.0));
+            let room = (rules.max_pages as i64 - total - deltas.of(Some(batch)).total).max(0);
+            if cand.len() as i64 > room {
+                cd.over_limit += cand.len() as i64 - room;
+                cand.truncate(room as usize);
+            }
+            if cand.is_empty() {
+                continue;
+            }
+            let tasks = insert_crawl_tasks!($tx, $now, batch, &options, &cand);
+            let d = deltas.of(Some(batch));
+            d.total += tasks.len() as i64;
+            d.not_started += tasks.len() as i64;
+            for t in &tasks {
+                let depth = t.depth.unwrap_or(0);
+                if t.role.is_none() {
+                    cd.max_depth = cd.max_depth.max(depth);
+                    *cd.depths.entry(depth.to_string()).or_default() += 1;
+                }
+            }
+            new_tasks.extend(tasks);
+        }
+        new_tasks
+    }};
+}
+
+/// Applies the crawl counters of one transaction to their batches' rows.
+macro_rules! apply_crawl_deltas {
+    ($tx:expr, $crawl:expr) => {{
+        let crawl: &std::collections::BTreeMap<i64, crate::store::crawls::CrawlDelta> = $crawl;
+        for (batch, cd) in crawl {
+            if cd.depths.is_empty() && cd.out_of_scope == 0 && cd.over_limit == 0 {
+                continue;
+            }
+            let mut depths: std::collections::BTreeMap<String, i64> = if cd.depths.is_empty() {
+                std::collections::BTreeMap::new()
+            } else {
+                // Read-modify-write is safe: every writer holds the task_stats lock.
+                let old: Option<String> =
+                    sqlx::query_scalar("SELECT depth_counts FROM batch WHERE id = $1")
+                        .bind(*batch)
+                        .fetch_optional(&mut *$tx)
+                        .await?
+                        .flatten();
+                crate::store::json_column(old, "depth_counts")?.unwrap_or_default()
+            };
+            for (d, n) in &cd.depths {
+                *depths.entry(d.clone()).or_default() += n;
+            }
+            sqlx::query(
+                "UPDATE batch SET out_of_scope = out_of_scope + $1, \
+                 over_limit = over_limit + $2, \
+                 max_depth_seen = CASE WHEN max_depth_seen < $3 THEN $3 ELSE max_depth_seen END, \
+                 depth_counts = COALESCE($4, depth_counts), version = version + 1 WHERE id = $5",
+            )
+            .bind(cd.out_of_scope)
+            .bind(cd.over_limit)
+            .bind(cd.max_depth)
+            .bind(
+                (!cd.depths.is_empty()).then(|| serde_json::to_string(&depths).unwrap_or_default()),
+            )
+            .bind(*batch)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+
+impl Store {
+    /// Stores a new crawl: its batch (kind `crawl`, with its rules) and its seeds as
+    /// depth-0 tasks, in one transaction, before anything is queued.
+    pub async fn insert_crawl(
+        &self,
+        label: Option<&str>,
+        created_by: Option<&str>,
+        options: &CountOptions,
+        crawl: &StoredCrawl,
+        seeds: &[Seed],
+    ) -> StoreResult<(i64, Vec<Task>)> {
+        let now = now_ms();
+        let rules_json = serde_json::to_string(crawl).unwrap_or_default();
+        let out = on_pool!(self, |pool| {
+            let mut tx = begin_write!(pool);
+            let batch: i64 = sqlx::query_scalar(
+                "INSERT INTO batch (label, created_at, word, case_sensitive, whole_word, scope, \
+                 updated_at, created_by, words, kind, crawl_rules) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $2, $7, $8, 'crawl', $9) RETURNING id",
+            )
+            .bind(label)
+            .bind(now)
+            .bind(&options.word)
+            .bind(options.case_sensitive)
+            .bind(options.whole_word)
+            .bind(options.scope.as_str())
+            .bind(created_by)
+            .bind(super::json_list(&options.words))
+            .bind(&rules_json)
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut seen = std::collections::HashSet::new();
+            let rows: Vec<(String, i32, Option<i64>, Option<TaskRole>)> = seeds
+                .iter()
+                .filter(|s| seen.insert(s.url.clone()))
+                .take(crawl.rules.max_pages as usize)
+                .map(|s| (s.url.clone(), 0, None, s.role))
+                .collect();
+            let tasks = insert_crawl_tasks!(tx, now, batch, options, &rows);
+            let mut deltas = super::Deltas::default();
+            let d = deltas.of(Some(batch));
+            d.total = tasks.len() as i64;
+            d.not_started = tasks.len() as i64;
+            let mut crawl_d = BTreeMap::new();
+            let pages = tasks.iter().filter(|t| t.role.is_none()).count() as i64;
+            if pages > 0 {
+                let cd: &mut CrawlDelta = crawl_d.entry(batch).or_default();
+                cd.depths.insert("0".into(), pages);
+            }
+            apply_deltas!(tx, &deltas, now);
+            apply_crawl_deltas!(tx, &crawl_d);
+            tx.commit().await?;
+            (batch, tasks)
+        });
+        Ok(out)
+    }
+
+    /// The rules of these crawls (batches of another kind are left out).
+    pub async fn crawl_rules(&self, batches: &[i64]) -> StoreResult<HashMap<i64, CrawlRules>> {
+        let mut out = HashMap::new();
+        if batches.is_empty() {
+            return Ok(out);
+        }
+        on_pool!(self, |pool| {
+            let mut qb = QueryBuilder::new(
+                "SELECT id, crawl_rules FROM batch WHERE kind = 'crawl' AND id IN (",
+            );
+            super::push_ids(&mut qb, batches);
+            qb.push(")");
+            for row in qb.build().fetch_all(pool).await? {
+                let id: i64 = row.try_get(0)?;
+                if let Some(c) = super::json_column::<StoredCrawl>(row.try_get(1)?, "crawl_rules")?
+                {
+                    out.insert(id, c.rules);
+                }
+            }
+        });
+        Ok(out)
+    }
+}
+
+/// The job of a task, with its crawl part when it belongs to one of `rules`' crawls.
+pub fn job_of(task: &Task, rules: &HashMap<i64, CrawlRules>) -> Job {
+    let mut job = task.job();
+    if let (Some(depth), Some(batch)) = (task.depth, task.batch_id)
+        && let Some(r) = rules.get(&batch)
+    {
+        job.crawl = Some(CrawlJob {
+            batch,
+            depth: depth.max(0) as u32,
+            role: task.role,
+            rules: r.clone(),
+        });
+    }
+    job
+}
