@@ -1042,7 +1042,7 @@ impl RegionTracker {
         };
         // A long value only ever satisfies `[a]`: "\u{FFFF}" stands for it (a selector
         // value would have to contain U+FFFF to tell).
-        fn value<'v>(implied: bool, v: &'v Option<String>, long: bool) -> Option<&'v str> {
+        fn value(implied: bool, v: &Option<String>, long: bool) -> Option<&str> {
             match v {
                 _ if implied => None,
                 Some(_) if long => Some("\u{FFFF}"),

@@ -251,7 +251,7 @@ impl Scope {
         match self.follow {
             Follow::Host => {
                 let hp = host_port(u);
-                self.roots.iter().any(|r| *r == hp)
+                self.roots.contains(&hp)
             }
             Follow::Domain => {
                 let host = u.host_str().unwrap_or_default().trim_end_matches('.');

@@ -396,7 +396,7 @@ impl SitemapSink {
     }
 
     fn too_large(&self, gzip: bool) -> String {
-        let size = if self.cap >= 1 << 20 && self.cap % (1 << 20) == 0 {
+        let size = if self.cap >= 1 << 20 && self.cap.is_multiple_of(1 << 20) {
             format!("{} MiB", self.cap >> 20)
         } else {
             format!("{} bytes", self.cap)
