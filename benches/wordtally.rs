@@ -145,6 +145,9 @@ fn time_best<F: FnMut() -> u64>(runs: usize, mut f: F) -> (Duration, u64) {
     (best, result)
 }
 
+/// The `outside` selectors of the regions rows (issue 20's target).
+const OUTSIDE: [&str; 4] = ["nav", "footer", "div.sphinxsidebar", "div.related"];
+
 /// 20 common words of technical documentation (many matches: a heavy case).
 const TWENTY_WORDS: [&str; 20] = [
     "python", "the", "and", "module", "function", "class", "return", "value", "object", "file",
@@ -221,6 +224,32 @@ fn lol_html_bare(page: &str, chunk: usize) -> u64 {
         rw.end().expect("lol_html end");
     }
     n
+}
+
+/// lol_html's streaming selector engine over the same bytes: a text handler on each
+/// selector's element content (what lol_html does to find regions), plus the bare
+/// document text pass.
+fn lol_html_selectors(page: &str, chunk: usize, selectors: &[&str]) -> u64 {
+    use lol_html::{HtmlRewriter, Settings, doc_text, text};
+    let n = std::cell::Cell::new(0u64);
+    {
+        let mut settings = Settings::new().append_document_content_handler(doc_text!(|t| {
+            n.set(n.get() + t.as_str().len() as u64);
+            Ok(())
+        }));
+        for sel in selectors {
+            settings = settings.append_element_content_handler(text!(*sel, |t| {
+                n.set(n.get() + 1 + t.as_str().len() as u64);
+                Ok(())
+            }));
+        }
+        let mut rw = HtmlRewriter::new(settings, |_: &[u8]| {});
+        for part in page.as_bytes().chunks(chunk) {
+            rw.write(part).expect("lol_html write");
+        }
+        rw.end().expect("lol_html end");
+    }
+    n.get()
 }
 
 /// Splits `s` into pieces of about `chunk` bytes on char boundaries.
@@ -304,6 +333,18 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
                 c.feed(part);
             }
             sum += c.finish().count;
+        }
+        sum
+    };
+    // Everything the options ask for (regions, patterns), through `for_options`.
+    let feed_opts = |o: CountOptions| -> u64 {
+        let mut sum = 0;
+        for page in &pages {
+            let mut c = BodyCounter::for_options(&o, Some("text/html; charset=utf-8"));
+            for part in page.as_bytes().chunks(chunk) {
+                c.feed(part);
+            }
+            sum += c.finish().counts.iter().sum::<u64>();
         }
         sum
     };
@@ -459,6 +500,33 @@ fn counting(filter: Option<&str>, max_pages: Option<usize>) {
         (
             "text, case-sensitive, substring",
             Box::new(|| feed_one(opts(true, false, Scope::Text))),
+        ),
+        (
+            "text, outside selectors (nav, footer, div.sphinxsidebar, div.related)",
+            Box::new(|| {
+                feed_opts(CountOptions {
+                    outside: OUTSIDE.iter().map(|s| (*s).to_owned()).collect(),
+                    ..CountOptions::default()
+                })
+            }),
+        ),
+        (
+            "text, within selectors (div.body)",
+            Box::new(|| {
+                feed_opts(CountOptions {
+                    within: vec!["div.body".to_owned()],
+                    ..CountOptions::default()
+                })
+            }),
+        ),
+        (
+            "lol_html selector pass (text handlers on the 4 outside selectors + document text)",
+            Box::new(|| {
+                pages
+                    .iter()
+                    .map(|p| lol_html_selectors(p, chunk, &OUTSIDE))
+                    .sum()
+            }),
         ),
         (
             "text, default options, with links (crawl: hrefs, base, nofollow)",

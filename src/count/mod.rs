@@ -21,6 +21,9 @@ mod pattern;
 mod scanner;
 #[cfg(test)]
 mod scanner_tests;
+mod select;
+#[cfg(test)]
+mod select_tests;
 mod word_runs;
 mod words;
 
@@ -35,6 +38,7 @@ use self::html::HtmlText;
 use self::links::LinkCollector;
 pub use self::links::{LinkOptions, PageLinks};
 use self::scanner::Scanner;
+pub use self::select::validate_regions;
 use self::words::Counter;
 
 pub use self::pattern::{AUTOMATON_LIMIT, MAX_PATTERN_CHARS, MAX_PATTERNS, validate_patterns};
@@ -212,8 +216,7 @@ impl CountOptions {
             validate_words(&self.words)?;
         }
         validate_region_limits(&self.within, &self.outside, self.scope)?;
-        // LEAD: when H-links' regions engine is merged, check the selectors' syntax here:
-        // `validate_regions(&self.within, &self.outside)?;`
+        validate_regions(&self.within, &self.outside)?;
         validate_patterns(&self.patterns, &self.word_list(), self.case_sensitive)
     }
 
@@ -360,6 +363,24 @@ impl Pipeline {
             spec.case_sensitive,
             spec.whole_word,
         );
+        if spec.scope == Scope::Text
+            && content_is_html
+            && engine == Engine::Scanner
+            && !(spec.within.is_empty() && spec.outside.is_empty())
+        {
+            match select::Regions::compile(spec.within, spec.outside) {
+                Ok(regions) => {
+                    return Pipeline::Html(Box::new(Scanner::with_regions(
+                        counter,
+                        spec.links.map(LinkCollector::new),
+                        std::sync::Arc::new(regions),
+                    )));
+                }
+                // Options are validated on submission (`validate_regions`); a task that
+                // slipped through is counted without regions rather than not at all.
+                Err(e) => tracing::warn!(error = %e, "invalid regions ignored"),
+            }
+        }
         if let (Some(links), true, Engine::Scanner) = (spec.links, content_is_html, engine) {
             let collector = LinkCollector::new(links);
             return match spec.scope {
@@ -418,6 +439,9 @@ struct Spec<'a> {
     words: &'a [String],
     /// Regular expressions counted after the words (DESIGN §17).
     patterns: &'a [String],
+    /// Regions (DESIGN §17): CSS selectors (text scope of an HTML page only).
+    within: &'a [String],
+    outside: &'a [String],
     case_sensitive: bool,
     whole_word: bool,
     scope: Scope,
@@ -430,6 +454,8 @@ impl<'a> Spec<'a> {
         Spec {
             words: std::slice::from_ref(&opts.word),
             patterns: &[],
+            within: &[],
+            outside: &[],
             case_sensitive: opts.case_sensitive,
             whole_word: opts.whole_word,
             scope: opts.scope,
@@ -503,6 +529,8 @@ impl BodyCounter {
         let spec = Spec {
             words,
             patterns: &[],
+            within: &[],
+            outside: &[],
             case_sensitive,
             whole_word,
             scope,
@@ -511,8 +539,8 @@ impl BodyCounter {
         Self::with_spec(&spec, content_type)
     }
 
-    /// Counts like [`BodyCounter::new`] (or [`BodyCounter::new_words`] when `opts.words`
-    /// lists several words) and, in the same pass, collects the page's links for a crawl
+    /// Counts everything `opts` asks for, like [`BodyCounter::for_options`] (words,
+    /// patterns, regions) and, in the same pass, collects the page's links for a crawl
     /// (DESIGN §15): the summary's `links` is `Some` for an HTML body, `None` otherwise.
     /// Works in both scopes: in `raw` the words are counted on the raw text while the
     /// scanner reads only the tags.
@@ -525,6 +553,8 @@ impl BodyCounter {
         let spec = Spec {
             words: &words,
             patterns: &opts.patterns,
+            within: &opts.within,
+            outside: &opts.outside,
             case_sensitive: opts.case_sensitive,
             whole_word: opts.whole_word,
             scope: opts.scope,
@@ -534,13 +564,16 @@ impl BodyCounter {
     }
 
     /// Counts everything `opts` asks for in one pass: its words (one or several) and its
-    /// patterns; the summary's `counts` follow [`CountOptions::count_keys`]. Options are
+    /// patterns, only in its regions (`within` / `outside`, text scope of an HTML page);
+    /// the summary's `counts` follow [`CountOptions::count_keys`]. Options are
     /// expected to be [validated](CountOptions::validate_all).
     pub fn for_options(opts: &CountOptions, content_type: Option<&str>) -> Self {
         let words = opts.word_list();
         let spec = Spec {
             words: &words,
             patterns: &opts.patterns,
+            within: &opts.within,
+            outside: &opts.outside,
             case_sensitive: opts.case_sensitive,
             whole_word: opts.whole_word,
             scope: opts.scope,
@@ -742,6 +775,8 @@ pub fn count_text_words(
     let spec = Spec {
         words,
         patterns: &[],
+        within: &[],
+        outside: &[],
         case_sensitive,
         whole_word,
         scope,
@@ -768,6 +803,8 @@ pub fn count_text_html5ever(
     let spec = Spec {
         words,
         patterns: &[],
+        within: &[],
+        outside: &[],
         case_sensitive,
         whole_word,
         scope,

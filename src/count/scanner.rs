@@ -32,7 +32,10 @@
 
 use memchr::{memchr, memchr2, memchr3};
 
+use std::sync::Arc;
+
 use super::links::{LinkCollector, LinkTag, PageLinks, Slot};
+use super::select::{RegionTracker, Regions};
 use super::words::Counter;
 
 /// Longest tag name kept; longer names are "some other tag" (the longest name the policy
@@ -326,6 +329,13 @@ pub(crate) struct Scanner {
     /// The value's last char was a CR turned into LF: an LF right after it is dropped
     /// (html5ever's newline normalization, which attribute values keep).
     val_cr: bool,
+    // --- regions (DESIGN §17); idle when `regions` is `None`
+    /// The open-element stack and each element's selector matches.
+    regions: Option<Box<RegionTracker>>,
+    /// The current attribute's value is wanted by the regions.
+    val_region: bool,
+    /// Text here is outside the counted regions.
+    region_out: bool,
 }
 
 impl Scanner {
@@ -359,7 +369,25 @@ impl Scanner {
             attr_name: Name::EMPTY,
             val_slot: None,
             val_cr: false,
+            regions: None,
+            val_region: false,
+            region_out: false,
         }
+    }
+
+    /// A scanner counting only the text of the regions (`within` / `outside` selectors,
+    /// compiled), optionally collecting links too.
+    pub(crate) fn with_regions(
+        out: Counter,
+        links: Option<LinkCollector>,
+        regions: Arc<Regions>,
+    ) -> Self {
+        let mut s = Scanner::new(out);
+        s.links = links.map(Box::new);
+        let tracker = RegionTracker::new(regions);
+        s.region_out = !tracker.counted();
+        s.regions = Some(Box::new(tracker));
+        s
     }
 
     /// A scanner that also collects the page's links (`links`), and counts the text only
@@ -374,7 +402,11 @@ impl Scanner {
 
     #[inline]
     fn hidden(&self) -> bool {
-        self.mute || self.in_hidden_raw || self.template_depth > 0 || self.foreign_hidden_depth > 0
+        self.mute
+            || self.region_out
+            || self.in_hidden_raw
+            || self.template_depth > 0
+            || self.foreign_hidden_depth > 0
     }
 
     /// Visible text (dropped while inside hidden content).
@@ -434,21 +466,39 @@ impl Scanner {
     /// Decoded text of the attribute value being read (only called with a slot).
     fn attr_text(&mut self, s: &str) {
         self.val_cr = false;
-        if let (Some(slot), Some(l)) = (self.val_slot, &mut self.links)
-            && !s.is_empty()
-        {
+        if s.is_empty() {
+            return;
+        }
+        if let (Some(slot), Some(l)) = (self.val_slot, &mut self.links) {
             l.value(slot, s);
         }
+        if self.val_region
+            && let Some(r) = &mut self.regions
+        {
+            r.value(s);
+        }
+    }
+
+    /// Whether the current attribute's value is read (links or regions want it).
+    #[inline]
+    fn val_on(&self) -> bool {
+        self.val_slot.is_some() || self.val_region
     }
 
     /// The tag name ended and attributes may follow: a link start tag starts being read.
     #[inline]
     fn tag_begin_attrs(&mut self) {
+        if self.end_tag {
+            return;
+        }
         if let Some(l) = &mut self.links
-            && !self.end_tag
             && let Some(t) = LinkTag::of(self.name.get())
         {
             l.start_tag(t);
+            self.tag_cap = true;
+        }
+        if let Some(r) = &mut self.regions {
+            r.start_tag();
             self.tag_cap = true;
         }
     }
@@ -459,6 +509,10 @@ impl Scanner {
         self.val_slot = match &mut self.links {
             Some(l) => l.attr(name.get()),
             None => None,
+        };
+        self.val_region = match &mut self.regions {
+            Some(r) => r.attr(name.get()),
+            None => false,
         };
     }
 
@@ -645,13 +699,48 @@ impl Scanner {
 
     /// A complete tag: the same policy as `html::TextState::on_tag`; returns the next state.
     fn emit_tag(&mut self) -> St {
+        let captured = self.tag_cap;
         if self.tag_cap {
             self.tag_cap = false;
             self.val_slot = None;
+            self.val_region = false;
             if let Some(l) = &mut self.links {
                 l.end_tag();
             }
         }
+        if self.regions.is_none() {
+            return self.emit_tag_text();
+        }
+        let was_foreign = self.foreign_depth > 0;
+        let st = self.emit_tag_text();
+        self.region_tag(was_foreign, captured);
+        st
+    }
+
+    /// The regions' side of a tag: the open-element stack moves, and a change between
+    /// counted and not counted is a word separator (DESIGN §17).
+    fn region_tag(&mut self, was_foreign: bool, captured: bool) {
+        let Some(r) = &mut self.regions else {
+            return;
+        };
+        let name = self.name;
+        let name = name.get();
+        if self.end_tag {
+            r.on_end(name);
+        } else {
+            let breakout = was_foreign && self.foreign_depth == 0;
+            let in_foreign = was_foreign && !breakout;
+            r.on_start(name, self.self_closing, in_foreign, breakout, captured);
+        }
+        let out = !r.counted();
+        if out != self.region_out {
+            self.region_out = out;
+            self.out.push_separator();
+        }
+    }
+
+    /// The text side of a tag (the policy of `html::TextState::on_tag`).
+    fn emit_tag_text(&mut self) -> St {
         let name = self.name;
         let name = name.get();
         if !is_inline(name) {
@@ -719,6 +808,7 @@ impl Scanner {
         self.self_closing = false;
         self.tag_cap = false;
         self.val_slot = None;
+        self.val_region = false;
         self.name = Name::EMPTY;
         self.name.push(first.to_ascii_lowercase());
         self.st = St::TagName;
@@ -1125,11 +1215,11 @@ impl Scanner {
                         _ => self.st = St::AttrUnq,
                     }
                 }
-                St::AttrDq | St::AttrSq if self.val_slot.is_some() => {
+                St::AttrDq | St::AttrSq if self.val_on() => {
                     let q = if self.st == St::AttrDq { b'"' } else { b'\'' };
                     i = self.attr_quoted(s, i, q);
                 }
-                St::AttrUnq if self.val_slot.is_some() => i = self.attr_unquoted(s, i),
+                St::AttrUnq if self.val_on() => i = self.attr_unquoted(s, i),
                 St::AttrDq | St::AttrSq => {
                     let q = if self.st == St::AttrDq { b'"' } else { b'\'' };
                     match memchr(q, &b[i..]) {
