@@ -248,6 +248,17 @@ impl Store {
     pub async fn claim_due_ticks(&self, now: i64) -> StoreResult<ClaimReport> {
         let mut report = ClaimReport::default();
         on_pool!(self, |pool| {
+            // Nothing due (the common case): no write transaction, so the change counter
+            // does not move and the polled pages keep answering 204.
+            let any: Option<i64> = sqlx::query_scalar(
+                "SELECT batch_id FROM schedule WHERE NOT paused AND next_run_at <= $1 LIMIT 1",
+            )
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            if any.is_none() {
+                return Ok(report);
+            }
             let mut tx = begin_write!(pool);
             let rows = sqlx::query(
                 "SELECT batch_id, every_ms, cron, timezone, next_run_at FROM schedule \

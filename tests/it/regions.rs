@@ -125,13 +125,13 @@ async fn patterns_story(app: &TestApp) {
 
     // One key per word and per pattern; whole word and any case apply to the patterns
     // (`python3.12` is no whole `python`, but `python3` is a whole match of P1; `3.12`
-    // touches `n`, so P2 counts only `3.11`). The outside selectors are stored and shown;
-    // their counting is the regions engine's (H-links).
+    // touches `n`, so P2 counts only `3.11`). The outside selectors leave out the
+    // navigation and the footer: only the main text counts.
     let t = app.task(ids[0]).await;
     assert_eq!(t["patterns"], json!([P1, P2]), "{t}");
     assert_eq!(t["outside"], json!(["nav", "footer"]), "{t}");
     let counts = &t["result"]["counts"];
-    assert_eq!(counts[P1], 6, "{t}");
+    assert_eq!(counts[P1], 3, "{t}");
     assert_eq!(counts[P2], 1, "{t}");
     assert!(counts["python"].is_i64(), "{t}");
     let python = counts["python"].as_i64().unwrap_or(-1);
@@ -145,7 +145,7 @@ async fn patterns_story(app: &TestApp) {
         json!({"python": 0, P1: 0, P2: 1}),
         "{t2}"
     );
-    assert_eq!(b["word_totals"][P1], 6, "{b}");
+    assert_eq!(b["word_totals"][P1], 3, "{b}");
     assert_eq!(b["word_totals"][P2], 2, "{b}");
 
     // A task that has no result yet (and then is cancelled) matches neither filter.
