@@ -279,6 +279,7 @@ async fn unset(
 #[utoipa::path(get, path = "/api/batches/{id}/rules", tag = "watching",
     params(("id" = i64, Path, description = "Batch id")),
     responses(
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
         (status = 200, description = "The rules", body = RulesBody),
         (status = 404, description = "No such batch", body = super::error::ErrorBody),
     ))]
@@ -297,6 +298,7 @@ async fn get_rules(
     params(("id" = i64, Path, description = "Batch id")),
     request_body = RulesBody,
     responses(
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
         (status = 200, description = "The rules as stored", body = RulesBody),
         (status = 404, description = "No such batch", body = super::error::ErrorBody),
         (status = 413, description = "The body is over 16 KiB", body = super::error::ErrorBody),
@@ -356,6 +358,7 @@ async fn task_history(
 #[utoipa::path(get, path = "/api/batches/{id}/runs", tag = "watching",
     params(("id" = i64, Path, description = "Batch id")),
     responses(
+        (status = 400, description = "The id is not a whole number", body = super::error::ErrorBody),
         (status = 200, description = "The batch's runs", body = BatchRuns),
         (status = 404, description = "No such batch", body = super::error::ErrorBody),
     ))]
