@@ -123,6 +123,21 @@ macro_rules! step_cursor {
 }
 pub(crate) use step_cursor;
 
+/// Moves a batch's change counter: its polled panel (which shows the schedule) answers
+/// with the new state instead of 204.
+async fn bump_batch<'e, E>(db: E, batch_id: i64) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e>,
+    i64: for<'q> sqlx::Encode<'q, E::Database> + sqlx::Type<E::Database>,
+    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
+{
+    sqlx::query("UPDATE batch SET version = version + 1 WHERE id = $1")
+        .bind(batch_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Sets (creates or replaces) a batch's schedule; `next_run_at` is the first tick.
     /// None when there is no such batch (nothing stored).
@@ -154,10 +169,9 @@ impl Store {
                 .bind(now)
                 .fetch_optional(pool)
                 .await?;
-            match row {
-                None => Ok(None),
-                Some(r) => Ok(Some(schedule_from_row!(&r))),
-            }
+            let Some(r) = row else { return Ok(None) };
+            bump_batch(pool, batch_id).await?;
+            Ok(Some(schedule_from_row!(&r)))
         })
     }
 
@@ -184,6 +198,9 @@ impl Store {
                 .execute(pool)
                 .await?
                 .rows_affected();
+            if n > 0 {
+                bump_batch(pool, batch_id).await?;
+            }
             Ok(n > 0)
         })
     }
@@ -192,12 +209,14 @@ impl Store {
     pub async fn set_change_rules(&self, batch_id: i64, rules: &[String]) -> StoreResult<bool> {
         let value = super::json_list(rules);
         on_pool!(self, |pool| {
-            let n = sqlx::query("UPDATE batch SET change_rules = $1 WHERE id = $2")
-                .bind(value)
-                .bind(batch_id)
-                .execute(pool)
-                .await?
-                .rows_affected();
+            let n = sqlx::query(
+                "UPDATE batch SET change_rules = $1, version = version + 1 WHERE id = $2",
+            )
+            .bind(value)
+            .bind(batch_id)
+            .execute(pool)
+            .await?
+            .rows_affected();
             Ok(n > 0)
         })
     }
