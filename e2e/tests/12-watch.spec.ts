@@ -37,7 +37,10 @@ test('schedule a batch: a run starts by itself, the trend and a change appear', 
   await expect(panel.locator('#batch-trend circle[data-run="2"]')).toHaveAttribute('data-value', '2');
   await expect(panel.locator('#last-tick')).toContainText('started run 2');
 
-  // Pause it so nothing moves while we look at the change.
+  // Pause it so nothing moves while we look at the change. The schedule's buttons sit
+  // outside the polled panel: they show the new schedule after a reload.
+  await page.reload();
+  await htmxReady(page);
   await page.locator('#schedule-pause').click();
   await expect(page.locator('#batch-notice')).toContainText('paused');
 
