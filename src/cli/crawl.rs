@@ -9,12 +9,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
 use serde_json::json;
 
-use super::submit::{Format, ScopeArg, export, wait};
+use super::submit::{Format, ScopeArg, export, post_batch, wait};
 
 /// Settings of `wordtally crawl`.
 #[derive(Debug, Clone, Args)]
@@ -91,22 +90,6 @@ pub enum FollowArg {
     Prefix,
 }
 
-#[derive(Debug, Deserialize)]
-struct Started {
-    batch_id: Option<i64>,
-    #[serde(default)]
-    tasks: Vec<serde_json::Value>,
-    #[serde(default)]
-    rejected: Vec<Refused>,
-    error: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Refused {
-    address: String,
-    error: String,
-}
-
 /// The `POST /api/crawls` body these settings ask for.
 pub fn body(args: &CrawlArgs) -> serde_json::Value {
     let mut body = json!({
@@ -162,29 +145,15 @@ pub async fn run(args: CrawlArgs) -> anyhow::Result<()> {
         Some(t) => rb.bearer_auth(t),
         None => rb,
     };
-    let res = auth(client.post(format!("{server}/api/crawls")))
-        .header("content-type", "application/json")
-        .body(body(&args).to_string())
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the server at {server}"))?;
-    let status = res.status();
-    let text = res.text().await.context("the server's answer broke off")?;
-    let started: Started = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "the server answered {status} with something that is not wordtally's JSON: {}",
-            text.chars().take(200).collect::<String>()
-        )
-    })?;
-    for r in &started.rejected {
-        eprintln!("rejected: {}: {}", r.address, r.error);
-    }
-    let Some(batch) = started.batch_id.filter(|_| status.is_success()) else {
-        bail!(
-            "the server refused the crawl ({status}): {}",
-            started.error.unwrap_or_else(|| "no reason given".into())
-        );
-    };
+    let (batch, started) = post_batch(
+        &client,
+        &auth,
+        &server,
+        "/api/crawls",
+        &body(&args),
+        "crawl",
+    )
+    .await?;
     eprintln!(
         "crawl {batch}: started from {} seed(s), {} address(es) rejected — {server}/batches/{batch}",
         started.tasks.len(),

@@ -106,18 +106,19 @@ pub enum Format {
     Jsonl,
 }
 
+/// The answer of `POST /api/tasks` or `POST /api/crawls`, as far as the verbs need it.
 #[derive(Debug, Deserialize)]
-struct Created {
+pub(crate) struct Created {
     batch_id: Option<i64>,
     #[serde(default)]
-    tasks: Vec<serde_json::Value>,
+    pub tasks: Vec<serde_json::Value>,
     #[serde(default)]
-    rejected: Vec<RejectedLine>,
+    pub rejected: Vec<RejectedLine>,
     error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct RejectedLine {
+pub(crate) struct RejectedLine {
     address: String,
     error: String,
 }
@@ -187,7 +188,33 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
         body["label"] = json!(l);
     }
     args.regions.add_to(&mut body);
-    let res = auth(client.post(format!("{server}/api/tasks")))
+    let (batch, created) =
+        post_batch(&client, &auth, &server, "/api/tasks", &body, "batch").await?;
+    eprintln!(
+        "batch {batch}: {} task(s) submitted, {} line(s) rejected — {server}/batches/{batch}",
+        created.tasks.len(),
+        created.rejected.len()
+    );
+    if args.no_wait {
+        println!("{batch}");
+        return Ok(());
+    }
+    wait(&client, &auth, &server, batch, args.timeout_secs, false).await?;
+    export(&client, &auth, &server, batch, args.format).await
+}
+
+/// Posts a submission (`/api/tasks`, `/api/crawls`) and returns its batch id with the
+/// answer, after printing each rejected line on stderr; `what` names it in the error when
+/// the server refuses it.
+pub(crate) async fn post_batch(
+    client: &reqwest::Client,
+    auth: &impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    server: &str,
+    path: &str,
+    body: &serde_json::Value,
+    what: &str,
+) -> anyhow::Result<(i64, Created)> {
+    let res = auth(client.post(format!("{server}{path}")))
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
@@ -206,21 +233,14 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     }
     let Some(batch) = created.batch_id.filter(|_| status.is_success()) else {
         bail!(
-            "the server refused the batch ({status}): {}",
-            created.error.unwrap_or_else(|| "no reason given".into())
+            "the server refused the {what} ({status}): {}",
+            created
+                .error
+                .clone()
+                .unwrap_or_else(|| "no reason given".into())
         );
     };
-    eprintln!(
-        "batch {batch}: {} task(s) submitted, {} line(s) rejected — {server}/batches/{batch}",
-        created.tasks.len(),
-        created.rejected.len()
-    );
-    if args.no_wait {
-        println!("{batch}");
-        return Ok(());
-    }
-    wait(&client, &auth, &server, batch, args.timeout_secs, false).await?;
-    export(&client, &auth, &server, batch, args.format).await
+    Ok((batch, created))
 }
 
 /// Writes the finished batch to stdout in `format`, streamed.
