@@ -362,3 +362,67 @@ async fn hostile_pages_end_with_counted_reasons() {
     assert!(twice.is_empty(), "{twice:?}");
     app.stop().await;
 }
+
+/// `wordtally crawl` against a running server: starts the crawl, waits for it, writes
+/// every page as JSON Lines, and exits 0; a refused crawl exits non-zero with the reason.
+#[tokio::test]
+async fn command_line_crawl_waits_and_writes_every_page() {
+    let site = SiteServer::start(Site { pages: 20 }).await;
+    let db = TestDb::sqlite();
+    let app = TestApp::start(serve_args(&db.url, 4)).await;
+    let bin = env!("CARGO_BIN_EXE_wordtally");
+    let run = |args: Vec<String>| async move {
+        let child = tokio::process::Command::new(bin)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .env_remove("WORDTALLY_TOKEN")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn wordtally crawl");
+        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("crawl finished")
+            .unwrap()
+    };
+    let out = run(vec![
+        "crawl".into(),
+        site.url("/index.html"),
+        "--server".into(),
+        app.base.clone(),
+        "--exclude".into(),
+        "/trap/".into(),
+        "--format".into(),
+        "jsonl".into(),
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("crawl 1: started from 1 seed(s)"),
+        "{stderr}"
+    );
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), site.site.expected().len(), "{rows:?}");
+    assert!(rows.iter().all(|r| r["depth"].is_i64()), "{rows:?}");
+
+    let out = run(vec![
+        "crawl".into(),
+        site.url("/index.html"),
+        "--server".into(),
+        app.base.clone(),
+        "--include".into(),
+        "(".into(),
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("refused the crawl") && stderr.contains("include pattern"),
+        "{stderr}"
+    );
+    app.stop().await;
+}
