@@ -75,6 +75,9 @@ pub enum Command {
     Submit(crate::cli::submit::SubmitArgs),
     /// Run a batch again on a schedule (every interval or on cron), pause, resume, remove.
     Schedule(crate::cli::schedule::ScheduleArgs),
+    /// Send a batch's events to a URL (signed webhooks): create, list, deliveries, test,
+    /// remove.
+    Webhook(crate::cli::webhook::WebhookArgs),
     /// Crawl a site from start addresses (following its links, obeying robots.txt) on a
     /// running server, wait, print every page as CSV or JSON Lines.
     Crawl(crate::cli::crawl::CrawlArgs),
@@ -396,7 +399,9 @@ mod tests {
     fn top_level_help_is_short_and_lists_the_commands() {
         use clap::CommandFactory;
         let help = help_of(&mut Cli::command());
-        for c in ["serve", "worker", "submit", "user", "token"] {
+        for c in [
+            "serve", "worker", "submit", "schedule", "webhook", "crawl", "user", "token",
+        ] {
             assert!(
                 help.lines().any(|l| l.trim_start().starts_with(c)),
                 "{c} missing:\n{help}"

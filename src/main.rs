@@ -1,5 +1,6 @@
 //! `wordtally`: parses the command line and runs `serve` (the default), `worker`, or the
-//! account and token verbs (`user`, `token`).
+//! verbs that drive a running server (`submit`, `crawl`, `schedule`, `webhook`) or manage
+//! accounts and tokens (`user`, `token`).
 //! Everything else is library code (see `lib.rs`).
 
 use clap::Parser;
@@ -47,6 +48,7 @@ async fn main() -> std::process::ExitCode {
         },
         Command::Submit(args) => wordtally::cli::submit::run(args).await,
         Command::Schedule(args) => wordtally::cli::schedule::run(args).await,
+        Command::Webhook(args) => wordtally::cli::webhook::run(args).await,
         Command::Crawl(args) => wordtally::cli::crawl::run(args).await,
         Command::User(args) => wordtally::cli::users::run(args).await,
         Command::Token(args) => wordtally::cli::tokens::run(args).await,

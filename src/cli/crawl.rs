@@ -7,9 +7,6 @@
 //! Exit status: 0 when the crawl was started (and, unless `--no-wait`, finished and
 //! written out); 1 when the server is unreachable or refuses the crawl.
 
-use std::time::Duration;
-
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -21,16 +18,9 @@ pub struct CrawlArgs {
     /// Start addresses (depth 0).
     #[arg(required_unless_present = "sitemap")]
     pub start: Vec<String>,
-    /// The wordtally server.
-    #[arg(
-        long,
-        env = "WORDTALLY_SERVER",
-        default_value = "http://127.0.0.1:5000"
-    )]
-    pub server: String,
-    /// API token (`Authorization: Bearer …`) when the server has accounts.
-    #[arg(long, env = "WORDTALLY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The server and its token (shared with the other API verbs).
+    #[command(flatten)]
+    pub api: super::ServerArg,
     /// Which links to follow: the start's host and port, its registrable domain and every
     /// subdomain, or URLs under the start's folder.
     #[arg(long, value_enum, default_value_t = FollowArg::Host)]
@@ -135,16 +125,9 @@ pub fn body(args: &CrawlArgs) -> serde_json::Value {
 
 /// Runs the verb; `Err` is printed as one line by `main`.
 pub async fn run(args: CrawlArgs) -> anyhow::Result<()> {
-    crate::fetch::install_crypto_provider();
-    let server = args.server.trim_end_matches('/').to_string();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .context("cannot build the HTTP client")?;
-    let auth = |rb: reqwest::RequestBuilder| match &args.token {
-        Some(t) => rb.bearer_auth(t),
-        None => rb,
-    };
+    let server = args.api.base();
+    let client = args.api.client(None)?;
+    let auth = |rb: reqwest::RequestBuilder| args.api.auth(rb);
     let (batch, started) = post_batch(
         &client,
         &auth,

@@ -1,15 +1,22 @@
 //! Command-line verbs beside `serve` and `worker` (outside the submit → … → poll flow: they
-//! manage who may use it, or drive it from a terminal). One file per verb: `submit.rs` (`wordtally submit`), `crawl.rs` (`wordtally crawl`), `schedule.rs`
-//! (`wordtally schedule`), `users.rs` (`wordtally user …`) and
-//! `tokens.rs` (`wordtally token …`). They open the same database as `serve`
-//! (`DATABASE_URL`) and never print a secret except the one new token.
+//! manage who may use it, or drive it from a terminal). One file per verb: `submit.rs`
+//! (`wordtally submit`), `crawl.rs` (`wordtally crawl`), `schedule.rs` (`wordtally
+//! schedule`), `webhook.rs` (`wordtally webhook …`), `users.rs` (`wordtally user …`) and
+//! `tokens.rs` (`wordtally token …`). `user` and `token` open the same database as `serve`
+//! (`DATABASE_URL`, [`DbArg`]); the others talk to a running server's JSON API
+//! ([`ServerArg`]). None prints a secret except the one just created (a token, a
+//! webhook's signing secret).
 
 pub mod crawl;
 pub mod schedule;
 pub mod submit;
 pub mod tokens;
 pub mod users;
+pub mod webhook;
 
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Args;
 
 /// The database the verbs work on (the same setting as `serve`).
@@ -32,6 +39,71 @@ impl DbArg {
                 )
             })
     }
+}
+
+/// The heading `--server` and `--token` sit under in each API verb's `--help`.
+pub const SERVER_HEADING: &str = "Server";
+
+/// The running server the API verbs talk to, and the token they show it: the same two
+/// options (and environment variables) on `submit`, `crawl`, `schedule` and `webhook`,
+/// listed under their own heading in each verb's `--help`. (A heading per argument, not
+/// `next_help_heading` on the struct: that would carry over to the verb's own options.)
+#[derive(Debug, Clone, Args)]
+pub struct ServerArg {
+    /// The wordtally server.
+    #[arg(
+        long,
+        env = "WORDTALLY_SERVER",
+        default_value = "http://127.0.0.1:5000",
+        global = true,
+        help_heading = SERVER_HEADING
+    )]
+    pub server: String,
+    /// API token (`Authorization: Bearer …`) when the server has accounts.
+    #[arg(
+        long,
+        env = "WORDTALLY_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = SERVER_HEADING
+    )]
+    pub token: Option<String>,
+}
+
+impl ServerArg {
+    /// The server's base URL without a trailing slash (paths are appended to it).
+    pub fn base(&self) -> String {
+        self.server.trim_end_matches('/').to_string()
+    }
+
+    /// An HTTP client for short API calls (`timeout`: the longest one call may take; None
+    /// for calls that stream, such as an export).
+    pub fn client(&self, timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
+        crate::fetch::install_crypto_provider();
+        let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(t) = timeout {
+            b = b.timeout(t);
+        }
+        b.build().context("cannot build the HTTP client")
+    }
+
+    /// Adds the bearer token, when there is one.
+    pub fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+}
+
+/// The one line printed when the server refuses a request: its status and the sentence of
+/// its `{"error": …}` body (or the start of whatever else it sent).
+pub fn refusal(status: reqwest::StatusCode, body: &str) -> String {
+    let reason = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(String::from))
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    format!("the server refused ({status}): {reason}")
 }
 
 /// A name for an account or a token: 1–64 characters, no blanks or control characters

@@ -14,16 +14,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, Args)]
 #[command(group(ArgGroup::new("action").required(true).args(["every", "cron", "pause", "resume", "remove", "show"])))]
 pub struct ScheduleArgs {
-    /// The wordtally server.
-    #[arg(
-        long,
-        env = "WORDTALLY_SERVER",
-        default_value = "http://127.0.0.1:5000"
-    )]
-    pub server: String,
-    /// API token (`Authorization: Bearer …`) when the server has accounts.
-    #[arg(long, env = "WORDTALLY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The server and its token (shared with the other API verbs).
+    #[command(flatten)]
+    pub api: super::ServerArg,
     /// The batch id.
     pub batch: i64,
     /// Run the batch again every interval: 15m, 6h, 1d, 1h30m (at least a minute).
@@ -101,17 +94,9 @@ pub fn describe(batch: i64, s: &Value) -> String {
 }
 
 pub async fn run(args: ScheduleArgs) -> anyhow::Result<()> {
-    crate::fetch::install_crypto_provider();
-    let server = args.server.trim_end_matches('/').to_string();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("cannot build the HTTP client")?;
-    let auth = |rb: reqwest::RequestBuilder| match &args.token {
-        Some(t) => rb.bearer_auth(t),
-        None => rb,
-    };
+    let server = args.api.base();
+    let client = args.api.client(Some(Duration::from_secs(60)))?;
+    let auth = |rb: reqwest::RequestBuilder| args.api.auth(rb);
     let url = format!("{server}/api/batches/{}/schedule", args.batch);
     let req = if args.remove {
         client.delete(&url)
@@ -133,11 +118,7 @@ pub async fn run(args: ScheduleArgs) -> anyhow::Result<()> {
     let status = res.status();
     let text = res.text().await.context("the server's answer broke off")?;
     if !status.is_success() {
-        let reason = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(String::from))
-            .unwrap_or_else(|| text.chars().take(200).collect());
-        bail!("the server refused ({status}): {reason}");
+        bail!("{}", super::refusal(status, &text));
     }
     if args.remove {
         println!("batch {}: schedule removed", args.batch);

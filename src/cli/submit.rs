@@ -20,16 +20,9 @@ use serde_json::json;
 /// Settings of `wordtally submit`.
 #[derive(Debug, Clone, Args)]
 pub struct SubmitArgs {
-    /// The wordtally server.
-    #[arg(
-        long,
-        env = "WORDTALLY_SERVER",
-        default_value = "http://127.0.0.1:5000"
-    )]
-    pub server: String,
-    /// API token (`Authorization: Bearer …`) when the server has accounts.
-    #[arg(long, env = "WORDTALLY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The server and its token (shared with the other API verbs).
+    #[command(flatten)]
+    pub api: super::ServerArg,
     /// Word (or phrase) to count; repeat for several (default: the server's, `python`).
     #[arg(long = "word", short = 'w')]
     pub words: Vec<String>,
@@ -154,7 +147,6 @@ impl BatchTotals {
 
 /// Runs the verb; `Err` is printed as one line by `main`.
 pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
-    crate::fetch::install_crypto_provider();
     let text = read_input(args.file.as_deref())?;
     let lines: Vec<&str> = text
         .lines()
@@ -164,15 +156,9 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     if lines.is_empty() {
         bail!("no addresses: give a file or pipe them in, one per line");
     }
-    let server = args.server.trim_end_matches('/').to_string();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .context("cannot build the HTTP client")?;
-    let auth = |rb: reqwest::RequestBuilder| match &args.token {
-        Some(t) => rb.bearer_auth(t),
-        None => rb,
-    };
+    let server = args.api.base();
+    let client = args.api.client(None)?;
+    let auth = |rb: reqwest::RequestBuilder| args.api.auth(rb);
     let mut body = json!({
         "addresses": lines,
         "case_sensitive": args.case_sensitive,

@@ -781,3 +781,257 @@ async fn task_changed_is_delivered_postgres_redis_nsq() {
     app.stop().await;
     stack.cleanup().await;
 }
+
+/// Runs the real `wordtally` binary with `args` (no token from the environment); its exit
+/// status, stdout and stderr.
+async fn wordtally_cli(args: &[String]) -> (bool, String, String) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wordtally"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .env_remove("WORDTALLY_TOKEN")
+        .env_remove("WORDTALLY_SERVER")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wordtally");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("wordtally exited")
+        .expect("wordtally output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `wordtally webhook` against a served app and a local receiver: create prints the id
+/// and the secret once, list shows it, test waits for the signed delivery (and exits 1
+/// when the receiver answers 500), deliveries prints the log, remove removes it. Hostile
+/// input — a bad URL, a private address the SSRF guard refuses, an unknown event, a
+/// missing batch or webhook — exits non-zero with the server's reason and stores nothing.
+#[tokio::test]
+async fn command_line_webhooks_create_list_test_show_and_remove() {
+    let db = TestDb::sqlite();
+    let receiver = Receiver::default();
+    let addr = receiver.start().await;
+    let allowed = format!("127.0.0.1:{}", addr.port());
+    let app = TestApp::start(fast(guarded(serve_args(&db.url, 0), &[allowed]))).await;
+    let (_, body) = app
+        .submit(json!({"addresses": ["http://127.0.0.1:9/never"]}))
+        .await;
+    let batch = body["batch_id"].as_i64().expect("batch");
+    // `--server` after the action: it is shared by every action of the verb.
+    let cli = |args: &[&str]| {
+        let mut v: Vec<String> = std::iter::once("webhook")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect();
+        v.extend(["--server".to_string(), app.base.clone()]);
+        async move { wordtally_cli(&v).await }
+    };
+    let batch_arg = batch.to_string();
+    let b = batch_arg.as_str();
+    let hook_arg = format!("http://{addr}/hook");
+    let hook_url = hook_arg.as_str();
+
+    let (ok, out, err) = cli(&[
+        "create",
+        b,
+        "--url",
+        hook_url,
+        "--event",
+        "batch.finished",
+        "--event",
+        "task.changed",
+    ])
+    .await;
+    assert!(ok, "{out}{err}");
+    let first = out.lines().next().unwrap_or_default();
+    let hook: i64 = first
+        .strip_prefix("webhook ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no id in {out:?}"));
+    assert_eq!(
+        first,
+        format!("webhook {hook} for batch {batch}: {hook_url} (batch.finished, task.changed)")
+    );
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret "))
+        .unwrap_or_else(|| panic!("no secret in {out:?}"))
+        .to_owned();
+    assert!(secret.starts_with("whsec_"), "{out}");
+    assert!(err.contains("won't be shown again"), "{err}");
+    let hook_arg = hook.to_string();
+    let h = hook_arg.as_str();
+
+    let (ok, out, err) = cli(&["list", b]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!(
+            "{hook}\t{hook_url}\tbatch.finished,task.changed\tcreated "
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(&secret), "the secret is shown once: {out}");
+
+    // A test event: the command waits for the signed delivery.
+    let (ok, out, err) = cli(&["test", h]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("\twebhook.test\tdelivered\tattempts 1\tstatus 200\terror -"),
+        "{out}"
+    );
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].event, "webhook.test");
+    assert_signed(&seen[0], &secret);
+    assert!(
+        err.contains("queued as delivery") && err.contains(&seen[0].delivery),
+        "{err}"
+    );
+
+    // The receiver answers 500: the command says so and exits 1; the server retries, and
+    // delivers once the receiver takes it.
+    receiver.fail_first.store(1_000, Ordering::SeqCst);
+    let (ok, out, err) = cli(&["test", h]).await;
+    assert!(!ok, "{out}{err}");
+    assert!(out.contains("\twebhook.test\t"), "{out}");
+    assert!(out.contains("\tstatus 500\t"), "{out}");
+    assert!(
+        err.contains("did not take the test event (status 500"),
+        "{err}"
+    );
+    receiver.fail_first.store(0, Ordering::SeqCst);
+    eventually("the retry delivered", Duration::from_secs(60), || async {
+        let log = deliveries(&app, hook).await;
+        (log.len() == 2 && log.iter().all(|d| d["state"] == "delivered")).then_some(())
+    })
+    .await;
+    let (ok, out, err) = cli(&["deliveries", h]).await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].contains("\twebhook.test\tdelivered\tattempts ")
+            && !lines[0].contains("\tattempts 1\t")
+            && lines[0].contains("\tstatus 200\terror -"),
+        "newest first: 500s, then the 200: {out}"
+    );
+    assert!(lines[1].contains("\tattempts 1\tstatus 200\t"), "{out}");
+    let (ok, out, _) = cli(&["deliveries", h, "--limit", "1"]).await;
+    assert!(ok);
+    assert_eq!(out.lines().count(), 1, "{out}");
+
+    // Hostile input: non-zero with the server's reason, nothing stored.
+    for (args, reason) in [
+        (
+            vec![
+                "create",
+                b,
+                "--url",
+                "ftp://127.0.0.1/x",
+                "--event",
+                "batch.finished",
+            ],
+            "refused (422 Unprocessable Entity): the URL must start with http:// or https://",
+        ),
+        (
+            vec![
+                "create",
+                b,
+                "--url",
+                "not a url",
+                "--event",
+                "batch.finished",
+            ],
+            "the URL is not valid",
+        ),
+        (
+            vec![
+                "create",
+                b,
+                "--url",
+                "http://10.0.0.1/hook",
+                "--event",
+                "batch.finished",
+            ],
+            "SSRF",
+        ),
+        (
+            vec![
+                "create",
+                b,
+                "--url",
+                "http://127.0.0.1:9/hook",
+                "--event",
+                "batch.finished",
+            ],
+            "SSRF",
+        ),
+        (
+            vec!["create", b, "--url", hook_url, "--event", "batch.started"],
+            "unknown event \"batch.started\"",
+        ),
+        (
+            vec![
+                "create",
+                "999999",
+                "--url",
+                hook_url,
+                "--event",
+                "batch.finished",
+            ],
+            "cannot add the webhook to batch 999999: the server refused (404 Not Found)",
+        ),
+        (vec!["list", "999999"], "the server refused (404 Not Found)"),
+        (
+            vec!["deliveries", "999999"],
+            "the server refused (404 Not Found)",
+        ),
+        (vec!["test", "999999"], "the server refused (404 Not Found)"),
+        (
+            vec!["remove", "999999"],
+            "the server refused (404 Not Found)",
+        ),
+    ] {
+        let (ok, out, err) = cli(&args).await;
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(
+            err.starts_with("wordtally: error: ") && err.contains(reason),
+            "{args:?}: {err}"
+        );
+    }
+    // Usage errors are clap's (exit status 2), before any request.
+    let (ok, _, err) = cli(&["create", b, "--url", hook_url]).await;
+    assert!(!ok);
+    assert!(err.contains("--event <EVENT>"), "{err}");
+    // No server there.
+    let (ok, _, err) = wordtally_cli(&[
+        "webhook".into(),
+        "list".into(),
+        b.to_string(),
+        "--server".into(),
+        format!("http://127.0.0.1:{}", free_tcp_port()),
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("cannot reach the server"), "{err}");
+    let (_, list) = send(&app, "GET", &format!("/api/batches/{batch}/webhooks"), None).await;
+    assert_eq!(
+        list["webhooks"].as_array().map(Vec::len),
+        Some(1),
+        "nothing stored: {list}"
+    );
+
+    let (ok, out, err) = cli(&["remove", h]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("webhook {hook} removed"));
+    let (ok, out, _) = cli(&["list", b]).await;
+    assert!(ok);
+    assert!(out.contains("has no webhooks"), "{out}");
+    app.stop().await;
+    db.cleanup().await;
+}
