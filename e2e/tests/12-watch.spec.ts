@@ -30,6 +30,10 @@ test('schedule a batch: a run starts by itself, the trend and a change appear', 
   await page.locator('#schedule-cron-submit').click();
   await expect(page.locator('#batch-notice')).toContainText('next run at');
   await expect(panel.locator('#schedule-state')).toContainText('* * * * *', { timeout: 10_000 });
+  // The schedule's buttons follow it in place (they sit outside the polled panel).
+  await expect(page.locator('#schedule-pause')).toBeVisible();
+  await expect(page.locator('#schedule-remove')).toBeVisible();
+  await expect(page.getByText('Change the schedule…')).toBeVisible();
 
   // Run 2 starts by itself and finishes: the runs table, the trend and the sum follow.
   await expect(panel.locator('#batch-runs tr[data-run="2"]')).toContainText('schedule', { timeout: 90_000 });
@@ -37,12 +41,13 @@ test('schedule a batch: a run starts by itself, the trend and a change appear', 
   await expect(panel.locator('#batch-trend circle[data-run="2"]')).toHaveAttribute('data-value', '2');
   await expect(panel.locator('#last-tick')).toContainText('started run 2');
 
-  // Pause it so nothing moves while we look at the change. The schedule's buttons sit
-  // outside the polled panel: they show the new schedule after a reload.
-  await page.reload();
-  await htmxReady(page);
+  // Pause it so nothing moves while we look at the change — no reload: the section
+  // swaps itself, Resume replaces Pause.
   await page.locator('#schedule-pause').click();
   await expect(page.locator('#batch-notice')).toContainText('paused');
+  await expect(page.locator('#schedule-resume')).toBeVisible();
+  await expect(page.locator('#schedule-pause')).toHaveCount(0);
+  await expect(panel.locator('#schedule-state')).toContainText('paused');
 
   await page.goto('/changes');
   await htmxReady(page);

@@ -4,12 +4,15 @@
 //! `…/schedule/pause|resume|remove`, `…/rules`); the history a run leaves (`GET
 //! /api/tasks/{id}/history`, `GET /api/batches/{id}/runs`, the runs export `GET
 //! /api/batches/{id}/runs/export?format=csv|jsonl`) and the trend charts drawn from it.
+//! The forms answer htmx with the schedule section re-rendered (swapped in place, so its
+//! buttons follow the schedule) and a redirect without JavaScript.
 //! A due schedule starts its run in `crate::schedule::tick`, not here.
 
+use askama::Template;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::api::ApiError;
 use super::api_batches::{batch_id, load};
 use super::batches::acted;
+use super::tasks::render;
 use super::{AppState, Error};
 use crate::model::now_ms;
 use crate::schedule::{Cadence, Rule, format_interval};
@@ -539,6 +543,37 @@ fn schedule_sentence(s: &Schedule) -> String {
     }
 }
 
+/// The schedule section of the batch page with a notice: what an htmx form post gets back.
+#[derive(Template)]
+#[template(path = "schedule_forms_partial.html")]
+struct ScheduleForms {
+    watch: WatchView,
+    notice: Option<String>,
+}
+
+/// The answer to a schedule or rules form. For htmx: the section re-rendered from the
+/// database (its forms target it, so Pause / Resume / Remove appear and go at once — they
+/// sit outside the polled panel), the notice swapped out of band into `#batch-notice`, and
+/// `tasks-changed` so the panel redraws. Without JavaScript: a redirect to the batch page.
+async fn schedule_answer(
+    state: &AppState,
+    id: i64,
+    headers: &HeaderMap,
+    text: String,
+) -> Result<Response, Error> {
+    if !headers.contains_key("hx-request") {
+        return acted(headers, text, format!("/batches/{id}"));
+    }
+    let view = ScheduleForms {
+        watch: watch_view(state, id).await?,
+        notice: Some(text),
+    };
+    let mut res = render(&view)?.into_response();
+    res.headers_mut()
+        .insert("hx-trigger", HeaderValue::from_static("tasks-changed"));
+    Ok(res)
+}
+
 /// `POST /batches/{id}/schedule` (`mode=every&every=1h`, or `mode=cron&cron=…&timezone=…`).
 async fn schedule_form(
     State(state): State<AppState>,
@@ -570,7 +605,7 @@ async fn schedule_form(
         },
     )
     .await?;
-    acted(&headers, schedule_sentence(&s), format!("/batches/{id}"))
+    schedule_answer(&state, id, &headers, schedule_sentence(&s)).await
 }
 
 async fn pause_or_resume(
@@ -594,7 +629,7 @@ async fn pause_or_resume(
         },
     )
     .await?;
-    acted(headers, schedule_sentence(&s), format!("/batches/{id}"))
+    schedule_answer(state, id, headers, schedule_sentence(&s)).await
 }
 
 async fn pause_form(
@@ -625,11 +660,13 @@ async fn remove_form(
     form_pairs(&body, &[])?;
     load(&state, id).await?;
     state.store.delete_schedule(id).await?;
-    acted(
+    schedule_answer(
+        &state,
+        id,
         &headers,
         "The schedule was removed; the runs so far stay.".into(),
-        format!("/batches/{id}"),
     )
+    .await
 }
 
 /// `POST /batches/{id}/rules` (`rules=> 10, becomes 0`: comma or newline separated).
@@ -659,7 +696,7 @@ async fn rules_form(
             rules.join(", ")
         )
     };
-    acted(&headers, text, format!("/batches/{id}"))
+    schedule_answer(&state, id, &headers, text).await
 }
 
 // ---- what the batch and task pages show ----

@@ -1102,3 +1102,129 @@ async fn exec(db: &TestDb, sql: &[&str]) {
         pool.close().await;
     }
 }
+
+/// The batch page's schedule forms posted by htmx: each answer is the schedule section as
+/// it now is, which the forms swap over themselves (Pause / Resume / Remove follow the
+/// schedule without a reload), with the notice for `#batch-notice` out of band and
+/// `tasks-changed` for the panel; a refused form is a toast and changes nothing.
+#[tokio::test]
+async fn watch_schedule_forms_swap_their_section_in_place() {
+    let db = TestDb::sqlite();
+    let app = TestApp::start(serve_args(&db.url, 0)).await;
+    let id = submit_batch(&app, &["http://127.0.0.1:9/x".to_string()]).await;
+    let post = |path: String, body: &'static str| {
+        let req = app
+            .client
+            .post(app.url(&path))
+            .header("hx-request", "true")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move {
+            let res = req.send().await.expect("form");
+            let status = res.status().as_u16();
+            let header = |n: &str| {
+                res.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let (trigger, retarget) = (header("hx-trigger"), header("hx-retarget"));
+            (status, trigger, retarget, res.text().await.expect("text"))
+        }
+    };
+    let page = app
+        .client
+        .get(app.url(&format!("/batches/{id}")))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert!(page.contains("id=\"schedule-forms\""), "{page}");
+    assert!(!page.contains("id=\"schedule-pause\""));
+    // Every form of the section swaps the section.
+    let forms = page.matches("/schedule\" hx-post=").count();
+    assert_eq!(forms, 2, "the every and cron forms");
+    let swaps = page
+        .matches("hx-target=\"#schedule-forms\" hx-swap=\"outerHTML\"")
+        .count();
+    assert_eq!(swaps, 3, "every, cron and rules");
+    let has = |html: &str, button: &str| html.contains(&format!("id=\"{button}\""));
+
+    let (status, trigger, _, html) =
+        post(format!("/batches/{id}/schedule"), "mode=every&every=15m").await;
+    assert_eq!((status, trigger.as_str()), (200, "tasks-changed"), "{html}");
+    assert!(
+        html.contains("<section class=\"batch-actions schedule-actions\" id=\"schedule-forms\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("<div id=\"batch-notice\" hx-swap-oob=\"innerHTML\"><p class=\"ok notice\" role=\"status\">Runs every 15m; next run at "),
+        "{html}"
+    );
+    assert!(
+        has(&html, "schedule-pause") && has(&html, "schedule-remove"),
+        "{html}"
+    );
+    assert!(!has(&html, "schedule-resume"), "{html}");
+    assert!(html.contains("Change the schedule…"), "{html}");
+    assert_eq!(
+        html.matches("hx-target=\"#schedule-forms\" hx-swap=\"outerHTML\"")
+            .count(),
+        5,
+        "every, cron, pause, remove and rules: the swapped section swaps again: {html}"
+    );
+
+    let (status, _, _, html) = post(format!("/batches/{id}/schedule/pause"), "").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        has(&html, "schedule-resume") && !has(&html, "schedule-pause"),
+        "{html}"
+    );
+    assert!(html.contains("Schedule every 15m is paused."), "{html}");
+
+    let (status, _, _, html) = post(format!("/batches/{id}/schedule/resume"), "").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        has(&html, "schedule-pause") && !has(&html, "schedule-resume"),
+        "{html}"
+    );
+
+    let (status, _, _, html) = post(format!("/batches/{id}/rules"), "rules=%3E+10").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("crosses: &#62; 10.") || html.contains("crosses: &gt; 10."),
+        "{html}"
+    );
+    assert!(
+        has(&html, "schedule-pause"),
+        "the schedule is still shown: {html}"
+    );
+
+    // Refused: a toast for #toast, and the schedule is as it was.
+    let (status, _, retarget, html) =
+        post(format!("/batches/{id}/schedule"), "mode=every&every=10s").await;
+    assert_eq!((status, retarget.as_str()), (422, "#toast"), "{html}");
+    assert!(
+        html.contains("at least 1m") && !html.contains("schedule-forms"),
+        "{html}"
+    );
+    let s = app.running.store.get_schedule(id).await.expect("get");
+    assert_eq!(s.and_then(|s| s.every_ms), Some(900_000));
+
+    let (status, _, _, html) = post(format!("/batches/{id}/schedule/remove"), "").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("The schedule was removed"), "{html}");
+    for b in ["schedule-pause", "schedule-resume", "schedule-remove"] {
+        assert!(!has(&html, b), "{b}: {html}");
+    }
+    assert!(html.contains("<summary>Schedule…</summary>"), "{html}");
+    // Pausing what is not there is a conflict with a reason.
+    let (status, _, retarget, html) = post(format!("/batches/{id}/schedule/pause"), "").await;
+    assert_eq!((status, retarget.as_str()), (409, "#toast"), "{html}");
+    assert!(html.contains("no schedule"), "{html}");
+    app.stop().await;
+    db.cleanup().await;
+}
