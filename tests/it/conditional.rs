@@ -1,6 +1,7 @@
 //! Conditional requests (DESIGN §16, issue 21 item 6): a new run of a task sends the
 //! previous run's `ETag` / `Last-Modified`; a `304` keeps the previous counts, says
-//! `"not_modified": true` and moves no body bytes. Over the embedded default and the
+//! `"not_modified": true` and moves no body bytes. A crawl's re-runs (a retry of every page,
+//! a scheduled run) ask the same way, page by page. Over the embedded default and the
 //! production shape (Postgres, Redis, NSQ).
 
 use std::net::SocketAddr;
@@ -319,4 +320,262 @@ async fn not_modified_without_an_earlier_count_is_a_failure() {
     );
     app.stop().await;
     db.cleanup().await;
+}
+
+/// A small site of linked pages that honours validators like nginx (both `ETag` and
+/// `Last-Modified`; a `304` when either matches): `/site/{n}` for n in 0..SITE_PAGES,
+/// each linking the next two. Page 3's content (and `ETag`) can be changed.
+#[derive(Clone, Default)]
+struct LinkedSite {
+    /// Page 3's version: its `ETag` is `"p3-v<n>"`, and it has n pythons.
+    page3: Arc<AtomicUsize>,
+    /// Every request, in order.
+    seen: Arc<Mutex<Vec<SiteRequest>>>,
+}
+
+const SITE_PAGES: usize = 6;
+
+/// One request the linked site answered: (path, If-None-Match, If-Modified-Since, status).
+type SiteRequest = (String, Option<String>, Option<String>, u16);
+
+async fn linked_page(
+    State(s): State<LinkedSite>,
+    axum::extract::Path(n): axum::extract::Path<usize>,
+    h: HeaderMap,
+) -> Response {
+    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (inm, ims) = (get("if-none-match"), get("if-modified-since"));
+    let version = if n == 3 {
+        s.page3.load(Ordering::SeqCst)
+    } else {
+        1
+    };
+    let tag = format!("\"p{n}-v{version}\"");
+    let status = if n >= SITE_PAGES {
+        StatusCode::NOT_FOUND
+    } else if inm.as_deref() == Some(tag.as_str())
+        || (inm.is_none() && ims.as_deref() == Some(LAST_MODIFIED))
+    {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    if let Ok(mut g) = s.seen.lock() {
+        g.push((format!("/site/{n}"), inm, ims, status.as_u16()));
+    }
+    match status {
+        StatusCode::OK => {
+            let links: String = (n + 1..=n + 2)
+                .filter(|m| *m < SITE_PAGES)
+                .map(|m| format!("<a href=\"/site/{m}\">page {m}</a> "))
+                .collect();
+            let pythons = "python ".repeat(if n == 3 { version } else { 1 });
+            (
+                [
+                    ("content-type", "text/html; charset=utf-8".to_owned()),
+                    ("etag", tag),
+                    ("last-modified", LAST_MODIFIED.to_owned()),
+                ],
+                format!("<!doctype html><title>p{n}</title><p>{pythons}</p><p>{links}</p>"),
+            )
+                .into_response()
+        }
+        StatusCode::NOT_MODIFIED => (
+            StatusCode::NOT_MODIFIED,
+            [("etag", tag), ("last-modified", LAST_MODIFIED.to_owned())],
+        )
+            .into_response(),
+        other => other.into_response(),
+    }
+}
+
+impl LinkedSite {
+    async fn start() -> (LinkedSite, SocketAddr) {
+        let site = LinkedSite::default();
+        site.page3.store(1, Ordering::SeqCst);
+        let app = Router::new()
+            .route("/site/{n}", get(linked_page))
+            .with_state(site.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind site");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (site, addr)
+    }
+
+    /// The requests seen from index `from` on.
+    fn since(&self, from: usize) -> Vec<SiteRequest> {
+        self.seen
+            .lock()
+            .map(|g| g[from.min(g.len())..].to_vec())
+            .unwrap_or_default()
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().map(|g| g.len()).unwrap_or(0)
+    }
+}
+
+/// Waits until run `run` of the batch has finished.
+async fn wait_batch_run(app: &TestApp, batch: i64, run: i64) {
+    eventually(
+        &format!("run {run} of batch {batch} finished"),
+        Duration::from_secs(60),
+        || async move {
+            let runs = get_json(app, &format!("/api/batches/{batch}/runs")).await;
+            runs["runs"]
+                .as_array()?
+                .iter()
+                .any(|r| r["run"] == run && r["finished_at"].is_i64())
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Every page request of a re-run carried the page's validators and was answered 304.
+fn assert_all_conditional(reqs: &[SiteRequest], what: &str) {
+    assert_eq!(
+        reqs.len(),
+        SITE_PAGES,
+        "{what}: one request per page: {reqs:?}"
+    );
+    for (path, inm, ims, status) in reqs {
+        let n = path.trim_start_matches("/site/");
+        assert!(
+            inm.as_deref()
+                .is_some_and(|t| t.starts_with(&format!("\"p{n}-v"))),
+            "{what}: {path} without its ETag: {reqs:?}"
+        );
+        assert_eq!(ims.as_deref(), Some(LAST_MODIFIED), "{what}: {path}");
+        assert_eq!(*status, 304, "{what}: {path}");
+    }
+}
+
+/// A crawl's re-runs are conditional too (DESIGN §15 + §16): a retry of every page and a
+/// scheduled run of the crawl send each page's `ETag` and `Last-Modified`, an unchanged
+/// page answers 304 and keeps its count and its links (no page is lost or added), and a
+/// changed page is read again.
+async fn crawl_rerun_story(app: &TestApp) {
+    let (site, addr) = LinkedSite::start().await;
+    let (status, body) = app
+        .client
+        .post(app.url("/api/crawls"))
+        .json(&json!({"start": [format!("http://{addr}/site/0")], "obey_robots": false}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .expect("POST /api/crawls");
+    let body: Value = body.json().await.expect("JSON");
+    assert_eq!(status, 201, "{body}");
+    let batch = body["batch_id"].as_i64().expect("batch");
+    wait_batch_run(app, batch, 1).await;
+    let first = site.since(0);
+    assert_eq!(first.len(), SITE_PAGES, "{first:?}");
+    assert!(
+        first.iter().all(|r| r.1.is_none() && r.3 == 200),
+        "{first:?}"
+    );
+    let totals = get_json(app, &format!("/api/batches/{batch}")).await;
+    assert_eq!(
+        (totals["total"].as_i64(), totals["words_total"].as_i64()),
+        (Some(SITE_PAGES as i64), Some(SITE_PAGES as i64)),
+        "{totals}"
+    );
+
+    // Run 2: the batch page's Retry with `ok` ticked.
+    let mark = site.count();
+    let res = app
+        .client
+        .post(app.url(&format!("/api/batches/{batch}/retry")))
+        .json(&json!({"outcomes": ["ok"]}))
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(res.status(), 200);
+    wait_batch_run(app, batch, 2).await;
+    assert_all_conditional(&site.since(mark), "retry");
+
+    // Run 3: the schedule starts it, after page 3 changed.
+    site.page3.store(4, Ordering::SeqCst);
+    let mark = site.count();
+    let path = format!("/api/batches/{batch}/schedule");
+    let res = app
+        .client
+        .put(app.url(&path))
+        .json(&json!({"every": "1s"}))
+        .send()
+        .await
+        .expect("schedule");
+    assert_eq!(res.status(), 200);
+    eventually("run 3 started", Duration::from_secs(30), || async {
+        let runs = get_json(app, &format!("/api/batches/{batch}/runs")).await;
+        runs["runs"]
+            .as_array()?
+            .iter()
+            .any(|r| r["run"] == 3)
+            .then_some(())
+    })
+    .await;
+    let res = app
+        .client
+        .delete(app.url(&path))
+        .send()
+        .await
+        .expect("unschedule");
+    assert_eq!(res.status(), 204);
+    wait_batch_run(app, batch, 3).await;
+    let run3 = site.since(mark);
+    let (changed, same): (Vec<_>, Vec<_>) = run3.into_iter().partition(|r| r.0 == "/site/3");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(
+        (changed[0].1.as_deref(), changed[0].3),
+        (Some("\"p3-v1\""), 200),
+        "the changed page is asked with its old ETag and read again"
+    );
+    assert_eq!(same.len(), SITE_PAGES - 1, "{same:?}");
+    assert!(
+        same.iter()
+            .all(|r| r.1.is_some() && r.2.as_deref() == Some(LAST_MODIFIED) && r.3 == 304),
+        "{same:?}"
+    );
+    let totals = get_json(app, &format!("/api/batches/{batch}")).await;
+    assert_eq!(
+        totals["total"].as_i64(),
+        Some(SITE_PAGES as i64),
+        "{totals}"
+    );
+    assert_eq!(
+        totals["words_total"].as_i64(),
+        Some(SITE_PAGES as i64 + 3),
+        "unchanged pages keep their counts, page 3 has 4: {totals}"
+    );
+    assert_eq!(totals["ok"].as_i64(), Some(SITE_PAGES as i64), "{totals}");
+}
+
+#[tokio::test]
+async fn crawl_reruns_are_conditional_embedded() {
+    let db = TestDb::sqlite();
+    let mut a = serve_args(&db.url, 2);
+    a.schedule_tick_ms = 100;
+    a.schedule_min_interval_ms = 1_000;
+    let app = TestApp::start(a).await;
+    crawl_rerun_story(&app).await;
+    app.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn crawl_reruns_are_conditional_postgres_redis_nsq() {
+    let stack = Stack::new().await;
+    let mut a = stack.serve_args(2);
+    a.schedule_tick_ms = 100;
+    a.schedule_min_interval_ms = 1_000;
+    let app = TestApp::start(a).await;
+    crawl_rerun_story(&app).await;
+    app.stop().await;
+    stack.cleanup().await;
 }
