@@ -10,7 +10,7 @@
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::submit::{Format, ScopeArg, export, post_batch, wait};
+use super::submit::{CountArgs, Format, export, post_batch, wait};
 
 /// Settings of `wordtally crawl`.
 #[derive(Debug, Clone, Args)]
@@ -44,21 +44,9 @@ pub struct CrawlArgs {
     /// names.
     #[arg(long)]
     pub sitemap: Vec<String>,
-    /// Word (or phrase) to count; repeat for several (default: the server's, `python`).
-    #[arg(long = "word", short = 'w')]
-    pub words: Vec<String>,
-    /// Compare exactly instead of case-insensitively.
-    #[arg(long)]
-    pub case_sensitive: bool,
-    /// Count substrings, not only whole words.
-    #[arg(long)]
-    pub substring: bool,
-    /// Where to count: the page's text or its raw HTML.
-    #[arg(long, value_enum, default_value_t = ScopeArg::Text)]
-    pub scope: ScopeArg,
-    /// Regions and patterns (DESIGN §17), as on `submit`.
+    /// What to count on every page, as on `submit`.
     #[command(flatten)]
-    pub regions: super::submit::RegionPatternArgs,
+    pub count: CountArgs,
     /// A name for the crawl's batch.
     #[arg(long)]
     pub label: Option<String>,
@@ -90,16 +78,8 @@ pub fn body(args: &CrawlArgs) -> serde_json::Value {
             FollowArg::Prefix => "prefix",
         },
         "obey_robots": !args.no_robots,
-        "case_sensitive": args.case_sensitive,
-        "whole_word": !args.substring,
-        "scope": match args.scope { ScopeArg::Text => "text", ScopeArg::Raw => "raw" },
     });
-    match args.words.as_slice() {
-        [] => {}
-        [w] => body["word"] = json!(w),
-        many => body["words"] = json!(many),
-    }
-    args.regions.add_to(&mut body);
+    args.count.add_to(&mut body);
     match args.sitemap.as_slice() {
         [] => {}
         [a] if a == "auto" => body["sitemaps"] = json!("auto"),
@@ -200,6 +180,41 @@ mod tests {
         assert_eq!(b["obey_robots"], false);
         assert_eq!(b["sitemaps"], "auto");
         assert_eq!(b["words"], json!(["python", "rust"]));
+    }
+
+    #[test]
+    fn counting_flags_mean_the_same_on_submit_and_crawl() {
+        let flags = [
+            "-w",
+            "python",
+            "--case-sensitive",
+            "--substring",
+            "--scope",
+            "raw",
+            "--within",
+            "main",
+            "--outside",
+            "nav",
+            "--pattern",
+            "py\\d",
+        ];
+        let crawl = parse(&[&["http://h.test/"][..], &flags[..]].concat());
+        let mut v = vec!["wordtally", "submit"];
+        v.extend_from_slice(&flags);
+        let Some(Command::Submit(submit)) = Cli::try_parse_from(v).expect("parses").command
+        else {
+            panic!("not submit")
+        };
+        let (mut a, mut b) = (json!({}), json!({}));
+        crawl.count.add_to(&mut a);
+        submit.count.add_to(&mut b);
+        assert_eq!(a, b);
+        assert_eq!(
+            a,
+            json!({"word": "python", "case_sensitive": true, "whole_word": false,
+                   "scope": "raw", "within": ["main"], "outside": ["nav"],
+                   "patterns": ["py\\d"]})
+        );
     }
 
     #[test]

@@ -23,21 +23,9 @@ pub struct SubmitArgs {
     /// The server and its token (shared with the other API verbs).
     #[command(flatten)]
     pub api: super::ServerArg,
-    /// Word (or phrase) to count; repeat for several (default: the server's, `python`).
-    #[arg(long = "word", short = 'w')]
-    pub words: Vec<String>,
-    /// Compare exactly instead of case-insensitively.
-    #[arg(long)]
-    pub case_sensitive: bool,
-    /// Count substrings, not only whole words.
-    #[arg(long)]
-    pub substring: bool,
-    /// Where to count: the page's text or its raw HTML.
-    #[arg(long, value_enum, default_value_t = ScopeArg::Text)]
-    pub scope: ScopeArg,
-    /// Regions and patterns (DESIGN §17).
+    /// What to count and how.
     #[command(flatten)]
-    pub regions: RegionPatternArgs,
+    pub count: CountArgs,
     /// A name for the batch.
     #[arg(long)]
     pub label: Option<String>,
@@ -54,8 +42,47 @@ pub struct SubmitArgs {
     pub file: Option<PathBuf>,
 }
 
-/// `--within`, `--outside`, `--pattern` (DESIGN §17): shared by the verbs that submit
-/// counting options (`submit`, and `crawl`: flatten it with `#[command(flatten)]`).
+/// The counting options (DESIGN §4, §14, §17), shared by the verbs that submit them
+/// (`submit` and `crawl` flatten it with `#[command(flatten)]`).
+#[derive(Debug, Clone, Args)]
+pub struct CountArgs {
+    /// Word (or phrase) to count; repeat for several (default: the server's, `python`).
+    #[arg(long = "word", short = 'w')]
+    pub words: Vec<String>,
+    /// Compare exactly instead of case-insensitively.
+    #[arg(long)]
+    pub case_sensitive: bool,
+    /// Count substrings, not only whole words.
+    #[arg(long)]
+    pub substring: bool,
+    /// Where to count: the page's text or its raw HTML.
+    #[arg(long, value_enum, default_value_t = ScopeArg::Text)]
+    pub scope: ScopeArg,
+    /// Regions and patterns (DESIGN §17).
+    #[command(flatten)]
+    pub regions: RegionPatternArgs,
+}
+
+impl CountArgs {
+    /// Adds the counting fields to a JSON request body (`POST /api/tasks`,
+    /// `POST /api/crawls`): `word`/`words` only when given, so the server's default holds.
+    pub fn add_to(&self, body: &mut serde_json::Value) {
+        body["case_sensitive"] = json!(self.case_sensitive);
+        body["whole_word"] = json!(!self.substring);
+        body["scope"] = json!(match self.scope {
+            ScopeArg::Text => "text",
+            ScopeArg::Raw => "raw",
+        });
+        match self.words.as_slice() {
+            [] => {}
+            [w] => body["word"] = json!(w),
+            many => body["words"] = json!(many),
+        }
+        self.regions.add_to(body);
+    }
+}
+
+/// `--within`, `--outside`, `--pattern` (DESIGN §17), part of [`CountArgs`].
 #[derive(Debug, Clone, Default, Args)]
 pub struct RegionPatternArgs {
     /// Count only inside the elements matching this CSS selector (e.g. `main`,
@@ -159,21 +186,11 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     let server = args.api.base();
     let client = args.api.client(None)?;
     let auth = |rb: reqwest::RequestBuilder| args.api.auth(rb);
-    let mut body = json!({
-        "addresses": lines,
-        "case_sensitive": args.case_sensitive,
-        "whole_word": !args.substring,
-        "scope": match args.scope { ScopeArg::Text => "text", ScopeArg::Raw => "raw" },
-    });
-    match args.words.as_slice() {
-        [] => {}
-        [w] => body["word"] = json!(w),
-        many => body["words"] = json!(many),
-    }
+    let mut body = json!({ "addresses": lines });
+    args.count.add_to(&mut body);
     if let Some(l) = &args.label {
         body["label"] = json!(l);
     }
-    args.regions.add_to(&mut body);
     let (batch, created) =
         post_batch(&client, &auth, &server, "/api/tasks", &body, "batch").await?;
     eprintln!(

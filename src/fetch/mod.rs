@@ -551,21 +551,35 @@ impl Fetcher {
             outcome.error = Some(unfollowed_redirect(status, &final_url, response.headers()));
             return outcome;
         }
+        // `application/octet-stream` is what a server says when it does not know (nginx's
+        // default type for `.py`, `.md`, `.rst` …): the first bytes decide, as a browser's
+        // MIME sniffing would. Any other binary type is refused before reading.
+        let mut sniff = false;
         if !accept_binary
             && let Some(ct) = content_type.as_deref()
             && is_binary_content_type(ct)
         {
-            outcome.error = Some(format!(
-                "not a text document (content type {})",
-                media_type(ct)
-            ));
-            return outcome;
+            if media_type(ct) == UNKNOWN_TYPE {
+                sniff = true;
+            } else {
+                outcome.error = Some(format!(
+                    "not a text document (content type {})",
+                    media_type(ct)
+                ));
+                return outcome;
+            }
         }
 
         let meta = ResponseMeta {
             status,
             final_url,
-            content_type,
+            // Sniffed as text: counted as plain text, never parsed as markup. The stored
+            // content type stays what the server said.
+            content_type: if sniff {
+                Some("text/plain".to_owned())
+            } else {
+                content_type
+            },
         };
         let mut sink = make_sink(&meta);
         let cap = config.max_body_bytes;
@@ -589,6 +603,16 @@ impl Fetcher {
                     break;
                 }
             };
+            if sniff {
+                sniff = false;
+                if looks_binary(&chunk) {
+                    // Not counted: dropping the response closes the connection undrained.
+                    outcome.error = Some(format!(
+                        "not a text document (content type {UNKNOWN_TYPE})"
+                    ));
+                    return outcome;
+                }
+            }
             let room = cap.saturating_sub(outcome.bytes_read);
             let take = usize::try_from(room).unwrap_or(usize::MAX).min(chunk.len());
             if take > 0 {
@@ -653,6 +677,22 @@ fn media_type(content_type: &str) -> String {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase()
+}
+
+/// The content type of bytes whose type the server does not know (RFC 9110 §8.3).
+const UNKNOWN_TYPE: &str = "application/octet-stream";
+
+/// WHATWG MIME Sniffing §7.1 "binary data byte" in the first 512 bytes (the resource header
+/// a browser looks at): control bytes other than tab, line feed, form feed, carriage return
+/// and escape. UTF-8, UTF-16 with a BOM and Latin-1 text pass; images, archives and
+/// executables do not.
+pub fn looks_binary(first: &[u8]) -> bool {
+    let head = &first[..first.len().min(512)];
+    if head.starts_with(&[0xFE, 0xFF]) || head.starts_with(&[0xFF, 0xFE]) {
+        return false;
+    }
+    head.iter()
+        .any(|&b| matches!(b, 0x00..=0x08 | 0x0B | 0x0E..=0x1A | 0x1C..=0x1F))
 }
 
 /// True for content types whose bytes are not text worth counting words in.

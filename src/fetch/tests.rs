@@ -253,6 +253,20 @@ async fn start_server() -> TestServer {
             }),
         )
         .route(
+            "/octet/{kind}",
+            get(|Path(kind): Path<String>| async move {
+                // A `.py` download as nginx serves it, and a real binary with the same label.
+                let body: Vec<u8> = match kind.as_str() {
+                    "text" => b"# tzinfo examples\nimport datetime\n\tpython = 1\r\n".to_vec(),
+                    _ => b"PK\x03\x04\x14\x00python".to_vec(),
+                };
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .body(Body::from(body))
+                    .unwrap_or_default()
+            }),
+        )
+        .route(
             "/no-type",
             get(|| async { Response::new(Body::from("untyped words")) }),
         )
@@ -578,6 +592,49 @@ async fn binary_content_type_is_refused() {
         f.error.as_deref(),
         Some("not a text document (content type image/png)")
     );
+}
+
+#[tokio::test]
+async fn octet_stream_is_sniffed_text_counted_binary_refused() {
+    let s = start_server().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let f = fetcher(test_config())
+        .fetch(&s.url("/octet/text"), |meta: &ResponseMeta| {
+            seen.lock().expect("lock").push(meta.content_type.clone());
+            Collect(Vec::new())
+        })
+        .await;
+    assert_eq!(f.error, None);
+    assert!(body_text(&f).contains("python = 1"), "{}", body_text(&f));
+    // The sink counts it as plain text; the result keeps what the server said.
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        vec![Some("text/plain".to_owned())]
+    );
+    assert_eq!(f.content_type.as_deref(), Some("application/octet-stream"));
+
+    let f = fetcher(test_config())
+        .fetch(&s.url("/octet/zip"), collect)
+        .await;
+    assert!(f.output.is_none());
+    assert_eq!(
+        f.error.as_deref(),
+        Some("not a text document (content type application/octet-stream)")
+    );
+}
+
+#[test]
+fn binary_bytes_are_the_whatwg_ones() {
+    assert!(!looks_binary(b""));
+    assert!(!looks_binary(b"plain\ttext\r\n\x0c\x1b[0m"));
+    assert!(!looks_binary("Grüße, ½ → ∞".as_bytes()));
+    assert!(!looks_binary(&[0xFF, 0xFE, b'a', 0]));
+    assert!(looks_binary(b"\x89PNG\r\n\x1a\n"));
+    assert!(looks_binary(b"\x7fELF\x02\x01\x01\x00"));
+    // Only the first 512 bytes are looked at, as a browser does.
+    let mut late = vec![b'a'; 512];
+    late.push(0);
+    assert!(!looks_binary(&late));
 }
 
 #[tokio::test]

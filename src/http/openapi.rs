@@ -4,8 +4,9 @@
 //! code unnoticed. tests/it/openapi.rs checks it against the router; tests/run-all.sh
 //! fuzzes the running server with schemathesis against it.
 //!
-//! `GET /api-docs/` is the same document for people: Swagger UI (the `utoipa-swagger-ui`
-//! crate's vendored files, embedded in the binary) started by our own `static/api-docs.js`,
+//! `GET /api-docs/` is the same document for people: Swagger UI (four files of the npm
+//! package `swagger-ui-dist`, vendored in `static/swagger-ui/` and embedded in the binary,
+//! like htmx) started by our own `static/api-docs.js`,
 //! everything from our origin so the strict CSP needs no exception. It is a page, not part of
 //! the JSON API, so it sits beside `/api/` rather than under it.
 //!
@@ -65,13 +66,35 @@ const REFERENCE_PAGE: &str = r#"<!doctype html>
 /// Starts Swagger UI on [`REFERENCE_PAGE`] with `/api/openapi.json`.
 const REFERENCE_INIT: &str = include_str!("../../static/api-docs.js");
 
-/// The files of the vendored Swagger UI the page uses; nothing else of the zip (source maps,
-/// its own index and OAuth pages) is served.
-const REFERENCE_FILES: &[&str] = &[
-    "swagger-ui.css",
-    "swagger-ui-bundle.js",
-    "favicon-32x32.png",
-    "favicon-16x16.png",
+/// The files of the vendored Swagger UI the page uses (`static/swagger-ui/`, copied from
+/// the npm package `swagger-ui-dist@5.17.14`, pinned in e2e/package.json; the e2e test
+/// 05-assets checks the served bytes against that package); nothing else of it is embedded.
+const REFERENCE_FILES: &[(&str, &str, &[u8])] = &[
+    (
+        "swagger-ui.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../static/swagger-ui/swagger-ui.css"),
+    ),
+    (
+        "swagger-ui-bundle.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/swagger-ui/swagger-ui-bundle.js"),
+    ),
+    (
+        "favicon-32x32.png",
+        "image/png",
+        include_bytes!("../../static/swagger-ui/favicon-32x32.png"),
+    ),
+    (
+        "favicon-16x16.png",
+        "image/png",
+        include_bytes!("../../static/swagger-ui/favicon-16x16.png"),
+    ),
+    (
+        "api-docs.js",
+        "text/javascript; charset=utf-8",
+        REFERENCE_INIT.as_bytes(),
+    ),
 ];
 
 async fn reference_page() -> impl IntoResponse {
@@ -84,45 +107,17 @@ async fn reference_page() -> impl IntoResponse {
 async fn reference_asset(
     axum::extract::Path(file): axum::extract::Path<String>,
 ) -> axum::response::Response {
-    use axum::http::StatusCode;
     const CACHE: &str = "public, max-age=3600";
-    if file == "api-docs.js" {
-        return (
+    match REFERENCE_FILES.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, bytes)) => (
             [
-                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CONTENT_TYPE, *content_type),
                 (header::CACHE_CONTROL, CACHE),
             ],
-            REFERENCE_INIT,
+            *bytes,
         )
-            .into_response();
-    }
-    if !REFERENCE_FILES.contains(&file.as_str()) {
-        return (StatusCode::NOT_FOUND, "no such file").into_response();
-    }
-    // The crate's `Config` only shapes its own initializer, which is not served.
-    let config = std::sync::Arc::new(utoipa_swagger_ui::Config::from("/api/openapi.json"));
-    match utoipa_swagger_ui::serve(&file, config) {
-        Ok(Some(f)) => {
-            let ct =
-                if f.content_type.starts_with("text/") || f.content_type.ends_with("javascript") {
-                    format!("{}; charset=utf-8", f.content_type)
-                } else {
-                    f.content_type
-                };
-            (
-                [
-                    (header::CONTENT_TYPE, ct),
-                    (header::CACHE_CONTROL, CACHE.to_owned()),
-                ],
-                f.bytes.into_owned(),
-            )
-                .into_response()
-        }
-        Ok(None) => (StatusCode::NOT_FOUND, "no such file").into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, file, "API reference asset");
-            (StatusCode::INTERNAL_SERVER_ERROR, "asset unavailable").into_response()
-        }
+            .into_response(),
+        None => (axum::http::StatusCode::NOT_FOUND, "no such file").into_response(),
     }
 }
 
