@@ -101,6 +101,9 @@ pub enum SubmitterMsg {
     SweepNow(RpcReplyPort<()>),
     /// Start-up with an in-process queue: queue again every task PENDING before `cutoff`.
     Recover { cutoff: i64 },
+    /// Start-up: read the queue's generation now, so that a loss before the first sweep
+    /// is noticed at that sweep (a change needs a generation to change from).
+    NoteGeneration,
 }
 
 impl SubmitterState {
@@ -333,6 +336,10 @@ impl Actor for Submitter {
     ) -> Result<Self::State, ActorProcessingErr> {
         let timer = (!args.sweep.interval.is_zero())
             .then(|| myself.send_interval(args.sweep.interval, || SubmitterMsg::Sweep));
+        // Without it the first sweep would only record the generation: jobs queued before
+        // it and lost with the queue (Redis restarted empty within the first interval)
+        // would wait out their pending deadline instead of being queued again at once.
+        let _ = myself.cast(SubmitterMsg::NoteGeneration);
         if args.sweep.requeue_pending_at_start {
             let cutoff = now_ms();
             let _ = myself.cast(SubmitterMsg::Recover { cutoff });
@@ -394,6 +401,7 @@ impl Actor for Submitter {
                 state.check_generation(&myself).await;
                 state.sweep().await
             }
+            SubmitterMsg::NoteGeneration => state.check_generation(&myself).await,
             SubmitterMsg::SweepNow(reply) => {
                 state.sweep().await;
                 let _ = reply.send(());
