@@ -486,21 +486,27 @@ async fn crawl_survives_a_worker_killed_with_sigkill() {
 
 // ---------------------------------------------------------------------- NSQ restart
 
-/// The NSQ broker restarted mid-crawl without its messages (an nsqd crash): the results
-/// it held, and with them the links to pages not yet known, exist nowhere else. The
-/// reconciler (pending deadline 5 s here) queues those tasks again, their pages are
-/// fetched again and their links found again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crawl_survives_an_nsq_restart_that_loses_results() {
+/// The NSQ broker restarted mid-crawl, keeping its messages (nsqd stopped and started
+/// again) or losing them (an nsqd crash). Either way the listener was holding results
+/// when it went: committed ones whose `FIN` never arrived come again (kept) and must
+/// change nothing, since their links are already in the frontier.
+///
+/// Losing them, the results it held (and with them the links to pages not yet known)
+/// exist nowhere else: the reconciler (pending deadline 5 s here) queues those tasks
+/// again, their pages are fetched again and their links found again. Keeping them, the
+/// reconciler keeps its five-minute deadline and no page may be fetched twice.
+async fn nsq_restart_mid_crawl(keep: bool) {
     crate::helpers::init_tracing();
     let started = Instant::now();
     let tree = tree();
     let site = SiteServer::start_tree(tree.clone()).await;
     let mut stack = Stack::new().await;
     let mut args = stack.serve_args(0);
-    quick_reconciler(&mut args);
+    if !keep {
+        quick_reconciler(&mut args);
+    }
     // A slow listener (a few results at a time, written after 50 ms), so that results
-    // pile up in the broker and the restart surely finds some there.
+    // pile up in the broker and the restart surely finds some there, and some in flight.
     args.nsq_max_in_flight = 4;
     args.db_batch_delay_ms = 50;
     let app = TestApp::start(args).await;
@@ -510,16 +516,20 @@ async fn crawl_survives_an_nsq_restart_that_loses_results() {
     let batch = start_crawl(&app.client, &app.base, &site).await;
     eventually("results waiting in the broker", SETTLE, || async {
         let s = stack.broker().stats();
-        let depth = s.channel(&stack.topic, &stack.channel)?.depth;
-        (fetched(&site) >= FETCHED_BEFORE_FAULT && depth >= 10).then_some(())
+        let ch = s.channel(&stack.topic, &stack.channel)?;
+        (fetched(&site) >= FETCHED_BEFORE_FAULT && ch.depth >= 10 && ch.in_flight_count > 0)
+            .then_some(())
     })
     .await;
-    at_fault("NSQ broker restarted without its messages", &site, &tree);
-    let lost = stack
-        .restart_broker(false, Duration::from_millis(500))
-        .await;
-    eprintln!("[crawl faults] the broker lost {lost} results");
-    assert!(lost > 0, "the restart must lose results");
+    let how = if keep {
+        "keeping its messages"
+    } else {
+        "without its messages"
+    };
+    at_fault(&format!("NSQ broker restarted {how}"), &site, &tree);
+    let held = stack.restart_broker(keep, Duration::from_millis(500)).await;
+    eprintln!("[crawl faults] the broker held {held} results");
+    assert!(held > 0, "the restart must find results in the broker");
 
     wait_crawl_done(&pool, batch).await;
     assert_crawl_matches_model(&pool, &site, &tree, batch, &HashSet::new()).await;
@@ -529,16 +539,30 @@ async fn crawl_survives_an_nsq_restart_that_loses_results() {
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert!(
-        requeued > 0,
-        "the lost results come back by queueing their tasks again"
-    );
-    report("NSQ restart losing results", started);
+    if keep {
+        assert_eq!(requeued, 0, "nothing was lost, nothing queued again");
+    } else {
+        assert!(
+            requeued > 0,
+            "the lost results come back by queueing their tasks again"
+        );
+    }
+    report(&format!("NSQ restart {how}"), started);
 
     worker.stop().await.unwrap();
     app.stop().await;
     pool.close().await;
     stack.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawl_survives_an_nsq_restart_that_loses_results() {
+    nsq_restart_mid_crawl(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawl_survives_an_nsq_restart_that_keeps_results() {
+    nsq_restart_mid_crawl(true).await;
 }
 
 // ---------------------------------------------------------------------- Postgres
