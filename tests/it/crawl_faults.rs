@@ -750,6 +750,48 @@ async fn crawl_survives_redis_killed_and_restarted_empty() {
     stack.cleanup().await;
 }
 
+/// `serve` stopped and Redis killed with it, both started again, Redis empty (a machine
+/// restarted): the new `serve` never saw the queue that held the crawl's PENDING jobs,
+/// so it has no earlier generation to compare with, yet must queue those tasks again at
+/// once (the pending deadline is ten minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawl_survives_serve_and_redis_restarted_together() {
+    crate::helpers::init_tracing();
+    let started = Instant::now();
+    let tree = tree();
+    let site = SiteServer::start_tree(tree.clone()).await;
+    let mut redis = TestRedis::start(free_tcp_port()).await;
+    let mut stack = Stack::new().await;
+    stack.redis_url = redis.url();
+    let mut args = stack.serve_args(0);
+    quick_reconciler(&mut args);
+    args.pending_deadline_secs = 600;
+    let app = TestApp::start(args.clone()).await;
+    let pool = stack.db.pool().await;
+    let worker = start_worker_in_process(fast_worker(stack.worker_args(8))).await;
+
+    let batch = start_crawl(&app.client, &app.base, &site).await;
+    eventually("jobs waiting in the queue", SETTLE, || async {
+        let len = stream_len(&stack.redis_url, &stack.redis_prefix).await?;
+        (fetched(&site) >= FETCHED_BEFORE_FAULT && len >= 20).then_some(len)
+    })
+    .await;
+    at_fault("serve stopped and Redis killed", &site, &tree);
+    app.stop().await;
+    redis.stop().await;
+    let _redis = TestRedis::start(redis.port).await;
+    let app = TestApp::start(args).await;
+
+    wait_crawl_done(&pool, batch).await;
+    assert_crawl_matches_model(&pool, &site, &tree, batch, &HashSet::new()).await;
+    report("serve and Redis restarted together", started);
+
+    worker.stop().await.unwrap();
+    app.stop().await;
+    pool.close().await;
+    stack.cleanup().await;
+}
+
 // ---------------------------------------------------------------------- serve restart
 
 /// `serve` (the real binary: web, Submitter, listener, DB writer, the frontier) SIGKILLed
