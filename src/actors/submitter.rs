@@ -101,6 +101,10 @@ pub enum SubmitterMsg {
     SweepNow(RpcReplyPort<()>),
     /// Start-up with an in-process queue: queue again every task PENDING before `cutoff`.
     Recover { cutoff: i64 },
+    /// Start-up: read the queue's generation now, so that a loss before the first sweep
+    /// is noticed at that sweep (a change needs a generation to change from), and queue
+    /// again the PENDING tasks queued before the current queue was made.
+    NoteGeneration,
 }
 
 impl SubmitterState {
@@ -178,16 +182,29 @@ impl SubmitterState {
         let Ok(Some(now)) = self.queue.generation().await else {
             return;
         };
-        if let Some(before) = self.generation.replace(now.clone())
-            && before != now
-        {
-            metrics::counter!("wordtally_queue_losses_total").increment(1);
-            tracing::warn!(
-                before,
-                now,
-                "the queue lost its jobs (restarted empty?): re-queueing every PENDING task"
-            );
-            let _ = myself.cast(SubmitterMsg::Recover { cutoff: now_ms() });
+        match self.generation.replace(now.clone()) {
+            Some(before) if before != now => {
+                metrics::counter!("wordtally_queue_losses_total").increment(1);
+                tracing::warn!(
+                    before,
+                    now,
+                    "the queue lost its jobs (restarted empty?): re-queueing every PENDING task"
+                );
+                let _ = myself.cast(SubmitterMsg::Recover { cutoff: now_ms() });
+            }
+            Some(_) => {}
+            // The first look (start-up): there is nothing to compare with, and the queue
+            // may have been lost while this process was away (Redis and serve restarted
+            // together). A task still PENDING from before the queue was made was queued
+            // into a queue that is gone: queue it again now rather than at its deadline.
+            // With a queue made long ago this claims nothing. (Clocks: `queued_at` is this
+            // machine's, the token Redis'; a skew re-queues a few tasks twice, or leaves a
+            // few to the deadline.)
+            None => {
+                if let Some(made) = crate::queue::generation_made_at(&now) {
+                    let _ = myself.cast(SubmitterMsg::Recover { cutoff: made });
+                }
+            }
         }
     }
 
@@ -333,6 +350,11 @@ impl Actor for Submitter {
     ) -> Result<Self::State, ActorProcessingErr> {
         let timer = (!args.sweep.interval.is_zero())
             .then(|| myself.send_interval(args.sweep.interval, || SubmitterMsg::Sweep));
+        // Without it the first sweep would only record the generation: jobs queued before
+        // it and lost with the queue (Redis restarted empty within the first interval)
+        // would wait out their pending deadline instead of being queued again at once.
+        // The first look also re-queues what a queue lost while this process was away.
+        let _ = myself.cast(SubmitterMsg::NoteGeneration);
         if args.sweep.requeue_pending_at_start {
             let cutoff = now_ms();
             let _ = myself.cast(SubmitterMsg::Recover { cutoff });
@@ -394,6 +416,7 @@ impl Actor for Submitter {
                 state.check_generation(&myself).await;
                 state.sweep().await
             }
+            SubmitterMsg::NoteGeneration => state.check_generation(&myself).await,
             SubmitterMsg::SweepNow(reply) => {
                 state.sweep().await;
                 let _ = reply.send(());

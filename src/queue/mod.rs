@@ -82,11 +82,19 @@ pub trait TaskQueue: Send + Sync + 'static {
     /// A token that changes whenever the queue lost what it held (a Redis restarted
     /// without persistence, a flushed database): the Submitter compares it between sweeps
     /// and, when it changes, re-queues every PENDING task at once instead of waiting out
-    /// each one's deadline. None for a queue that cannot lose its jobs while this process
-    /// lives (the in-process queue).
+    /// each one's deadline; at its first look it re-queues the tasks queued before the
+    /// token was made ([`generation_made_at`]). None for a queue that cannot lose its jobs
+    /// while this process lives (the in-process queue).
     async fn generation(&self) -> Result<Option<String>, QueueError> {
         Ok(None)
     }
 }
 
 pub type SharedQueue = Arc<dyn TaskQueue>;
+
+/// When the queue of generation `token` was made (epoch ms), if the token says: a Redis
+/// generation is `{random}-{ms}`. A task queued before that was queued into a queue that
+/// no longer exists.
+pub fn generation_made_at(token: &str) -> Option<i64> {
+    token.rsplit_once('-')?.1.parse().ok()
+}

@@ -128,8 +128,13 @@ impl RedisQueue {
         match r {
             Ok(()) => {
                 // A new group: whatever a previous one held is gone. A new generation
-                // tells the Submitter to re-queue every PENDING task (see `generation`).
-                let token = format!("{:016x}", fastrand::u64(..));
+                // tells the Submitter to re-queue every PENDING task (see `generation`);
+                // it carries when it was made (Redis' clock), for a Submitter that never
+                // saw the one before (see `super::generation_made_at`).
+                let made: Result<(i64, i64), RedisError> =
+                    redis::cmd("TIME").query_async(conn).await;
+                let made = made.map_or_else(|_| now_ms(), |(s, us)| s * 1000 + us / 1000);
+                let token = format!("{:016x}-{made}", fastrand::u64(..));
                 let _: Result<(), RedisError> = redis::cmd("SET")
                     .arg(self.generation_key())
                     .arg(&token)
@@ -601,5 +606,18 @@ mod tests {
         assert_eq!(entry_age_ms("1000-3", 1500), 500);
         assert_eq!(entry_age_ms("2000-0", 1500), 0);
         assert_eq!(entry_age_ms("garbage", 1500), 0);
+    }
+
+    #[test]
+    fn a_generation_says_when_it_was_made() {
+        let at = super::super::generation_made_at;
+        assert_eq!(
+            at("00ab34cd56ef7890-1764925200123"),
+            Some(1_764_925_200_123)
+        );
+        // Tokens of the format before the time was added: no time.
+        assert_eq!(at("00ab34cd56ef7890"), None);
+        assert_eq!(at("x-y"), None);
+        assert_eq!(at(""), None);
     }
 }

@@ -70,13 +70,13 @@ fn addresses(run: &[(String, i64)]) -> Vec<String> {
 }
 
 /// Worker settings for these runs: all pages are on one host, so allow more at once.
-fn fast_worker(mut w: WorkerArgs) -> WorkerArgs {
+pub(crate) fn fast_worker(mut w: WorkerArgs) -> WorkerArgs {
     w.per_host_concurrency = 16;
     w
 }
 
 /// The reconciler re-queues quickly (results may be lost on purpose), and gives up late.
-fn quick_reconciler(a: &mut ServeArgs) {
+pub(crate) fn quick_reconciler(a: &mut ServeArgs) {
     a.sweep_interval_secs = 1;
     a.requeue_not_started_secs = 1;
     a.pending_deadline_secs = 5;
@@ -84,7 +84,7 @@ fn quick_reconciler(a: &mut ServeArgs) {
 }
 
 /// Pending (reserved, unacknowledged) jobs per consumer of the stack's stream.
-async fn pending_by_consumer(redis_url: &str, prefix: &str) -> Vec<(String, usize)> {
+pub(crate) async fn pending_by_consumer(redis_url: &str, prefix: &str) -> Vec<(String, usize)> {
     let Ok(client) = redis::Client::open(redis_url) else {
         return Vec::new();
     };
@@ -107,7 +107,7 @@ async fn pending_by_consumer(redis_url: &str, prefix: &str) -> Vec<(String, usiz
 }
 
 /// Entries left in the job stream (acknowledged jobs are deleted).
-async fn stream_len(redis_url: &str, prefix: &str) -> Option<usize> {
+pub(crate) async fn stream_len(redis_url: &str, prefix: &str) -> Option<usize> {
     let client = redis::Client::open(redis_url).ok()?;
     let mut conn = client.get_multiplexed_async_connection().await.ok()?;
     redis::cmd("XLEN")
@@ -118,7 +118,7 @@ async fn stream_len(redis_url: &str, prefix: &str) -> Option<usize> {
 }
 
 /// Jobs the process with this pid holds reserved (consumer names are host-pid-random).
-async fn held_by_pid(stack: &Stack, pid: u32) -> usize {
+pub(crate) async fn held_by_pid(stack: &Stack, pid: u32) -> usize {
     let tag = format!("-{pid}-");
     pending_by_consumer(&stack.redis_url, &stack.redis_prefix)
         .await

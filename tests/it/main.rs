@@ -19,6 +19,7 @@ mod auth;
 mod batches;
 mod conditional;
 mod crawl;
+mod crawl_faults;
 mod deploy;
 mod embedded;
 mod faults;
