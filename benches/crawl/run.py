@@ -19,7 +19,9 @@ own processes over the crawl (peers: measured by themselves from their crawl's s
 wordtally: serve [+ workers]; for prod also the delta of every postgres and
 redis-server process, shared with the machine, shown separately). After every round each
 wordtally run's export is compared with both peers: URL sets and per-page counts, the
-differences printed in full.
+differences printed in full; with no peer in the sitting, every variant is compared with
+the first one (e.g. `run.py 3 embedded-32,prod-32`: the production path against the
+embedded default). BENCH_DB and BENCH_REDIS_URL choose prod-W's database and Redis.
 """
 import json, os, re, signal, socket, statistics, subprocess, sys, time, urllib.error, urllib.request
 
@@ -32,6 +34,7 @@ ROOT = os.environ.get("ROOT", "/tmp/wt-crawl-bench")
 VENV_PY = os.environ.get("VENV_PY", f"{ROOT}/venv/bin/python")
 START = os.environ.get("START", "http://127.0.0.1:8089/index.html")
 PG = os.environ.get("PG", "postgres://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")  # prod-W: a unique REDIS_PREFIX in it
 CLK = os.sysconf("SC_CLK_TCK")
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 VARIANTS = (sys.argv[2] if len(sys.argv) > 2 else "spider,scrapy,embedded-32").split(",")
@@ -158,11 +161,11 @@ def run_wordtally(variant):
         broker = subprocess.Popen([BROKER, "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0"],
                                   stdout=subprocess.PIPE, text=True)
         tcp = re.search(r"tcp=(\S+)", broker.stdout.readline()).group(1)
-        dbname = "wt_crawl_bench"
-        subprocess.run(["psql", f"{PG}/test", "-qc", f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)",
+        dbname = os.environ.get("BENCH_DB", "wt_crawl_bench")
+        subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)",
                         "-c", f"CREATE DATABASE {dbname}"], check=True, capture_output=True)
         prefix = f"wt-crawl-bench-{os.getpid()}-{time.time_ns()}"
-        env.update(DATABASE_URL=f"{PG}/{dbname}", REDIS_URL="redis://127.0.0.1:6379", REDIS_PREFIX=prefix,
+        env.update(DATABASE_URL=f"{PG}/{dbname}", REDIS_URL=REDIS, REDIS_PREFIX=prefix,
                    NSQD_TCP_ADDRESS=tcp, PER_HOST_CONCURRENCY=str(w))
         procs.append(subprocess.Popen([BIN, "serve", "--listen", f"127.0.0.1:{port}", "--workers", "0"],
                                       env=env, stdout=log, stderr=log))
@@ -210,7 +213,7 @@ def run_wordtally(variant):
         stop(procs)
         if extra:
             stop([extra["broker"]])
-            subprocess.run(["redis-cli", "EVAL",
+            subprocess.run(["redis-cli", "-u", REDIS, "EVAL",
                             "for _,k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 1",
                             "0", extra["prefix"] + ":*"], capture_output=True)
 
@@ -264,6 +267,10 @@ def main():
                     compare(results[v][-1], p)
         if len(peers) == 2 and rnd == 0:
             compare(peers[0], peers[1])
+        if not peers:  # no peer in this sitting: every variant against the first one
+            ours = [results[v][-1] for v in VARIANTS]
+            for other in ours[1:]:
+                compare(other, ours[0])
     # The table: medians over the rounds; ratios of pages/s to each peer's median.
     med = {v: {k: statistics.median(r[k] for r in rs) for k in ("seconds", "cpu_seconds")} for v, rs in results.items()}
     pps = {v: statistics.median(r["urls"] / r["seconds"] for r in rs) for v, rs in results.items()}

@@ -52,6 +52,7 @@ done
 curl -fsS -o /dev/null "http://127.0.0.1:$PORT/index.html"
 echo "nginx: http://127.0.0.1:$PORT/index.html (pid $(cat "$ROOT/nginx/nginx.pid"))"
 
+if [ "${SKIP_SCRAPY:-0}" = 1 ]; then exit 0; fi  # the prod-path runs need no peers
 if [ ! -x "$VENV/bin/scrapy" ]; then
   /usr/bin/python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip

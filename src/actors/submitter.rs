@@ -409,8 +409,18 @@ impl Actor for Submitter {
                 };
                 let _ = reply.send(n);
             }
-            SubmitterMsg::Discovered(tasks) => {
-                state.enqueue(&tasks).await;
+            SubmitterMsg::Discovered(mut tasks) => {
+                // Claim first: a sweep may have queued some of them already, when this
+                // message came late (see `Store::claim_unqueued`).
+                let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
+                match state.store.claim_unqueued(&ids).await {
+                    Ok(claimed) => {
+                        tasks.retain(|t| claimed.binary_search(&t.id).is_ok());
+                        state.enqueue(&tasks).await;
+                    }
+                    // Unclaimed, they wait as NOT_STARTED for the reconciler's sweep.
+                    Err(e) => tracing::warn!(error = %e, "cannot claim discovered tasks"),
+                }
             }
             SubmitterMsg::Sweep => {
                 state.check_generation(&myself).await;

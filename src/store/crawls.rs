@@ -216,20 +216,32 @@ macro_rules! extend_frontier {
                 }
                 cand.push((f.url, f.depth, f.found_on, f.role));
             }
-            // Which of them the crawl has: one index probe each.
+            // Which of them the crawl has: one probe of the unique index each. Written as a
+            // correlated subquery per link on purpose: `batch_id = $1 AND url_key IN (…512…)`
+            // let Postgres plan `batch_id` alone as the index condition and test `url_key`
+            // as a filter when the table was small or not analysed yet (a fresh database),
+            // and the prepared statement kept that plan — every probe then read the whole
+            // crawl (1.7 s per 512 links at 60,000 tasks, BENCHMARKS "Production-path
+            // crawl"). A subquery with both columns equal can only be the unique index.
             let mut known = std::collections::HashSet::new();
             let keys: Vec<&str> = cand.iter().map(|c| c.0.as_str()).collect();
             for chunk in crate::store::pow2_chunks(&keys, 512) {
-                let mut qb = sqlx::QueryBuilder::new("SELECT url_key FROM task WHERE batch_id = ");
+                let mut qb = sqlx::QueryBuilder::new(
+                    "SELECT (SELECT t.url_key FROM task t WHERE t.batch_id = ",
+                );
                 qb.push_bind(batch);
-                qb.push(" AND url_key IN (");
+                qb.push(" AND t.url_key = v.column1) FROM (VALUES ");
                 let mut sep = qb.separated(", ");
                 for k in chunk {
-                    sep.push_bind(*k);
+                    sep.push("(");
+                    sep.push_bind_unseparated(*k);
+                    sep.push_unseparated(")");
                 }
-                qb.push(")");
+                qb.push(") AS v");
                 for row in qb.build().fetch_all(&mut *$tx).await? {
-                    known.insert(row.try_get::<String, _>(0)?);
+                    if let Some(k) = row.try_get::<Option<String>, _>(0)? {
+                        known.insert(k);
+                    }
                 }
             }
             cand.retain(|c| !known.contains(&c.0));

@@ -427,6 +427,49 @@ impl Store {
         Ok(out)
     }
 
+    /// Claims a crawl's just-discovered tasks for queueing: of `ids`, those still
+    /// NOT_STARTED and never handed to the queue (`queued_at` NULL) get `queued_at` = now;
+    /// returns their ids. Two paths may queue such a task — the DB writer's `Discovered`
+    /// message and the reconciler's sweep of NOT_STARTED tasks older than
+    /// REQUEUE_NOT_STARTED_SECS, which claims by setting `queued_at` too — and a page was
+    /// fetched twice whenever the sweep came first (the message handled more than those
+    /// seconds after the transaction's clock: 10,085 of 100,000 pages once, BENCHMARKS
+    /// "Production-path crawl"). Now exactly one of them queues it.
+    pub async fn claim_unqueued(&self, ids: &[i64]) -> StoreResult<Vec<i64>> {
+        let mut out = Vec::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let now = now_ms();
+        let postgres = matches!(self, Store::Postgres(_));
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            if postgres {
+                // The writers' lock, as in `claim_queued_before` (no deadlock with a result
+                // batch updating the same rows in another order).
+                sqlx::query("SELECT id FROM task_stats WHERE id = 1 FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for chunk in ids.chunks(CHUNK) {
+                let mut qb = QueryBuilder::new("UPDATE task SET queued_at = ");
+                qb.push_bind(now);
+                qb.push(" WHERE task_status = 'NOT_STARTED' AND queued_at IS NULL AND id IN (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(") RETURNING id");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    out.push(row.try_get::<i64, _>(0)?);
+                }
+            }
+            tx.commit().await?;
+        });
+        out.sort_unstable();
+        Ok(out)
+    }
+
     /// One task with its current run's result.
     pub async fn get_task(&self, id: i64) -> StoreResult<Option<TaskView>> {
         let sql = format!(
