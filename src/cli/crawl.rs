@@ -201,8 +201,7 @@ mod tests {
         let crawl = parse(&[&["http://h.test/"][..], &flags[..]].concat());
         let mut v = vec!["wordtally", "submit"];
         v.extend_from_slice(&flags);
-        let Some(Command::Submit(submit)) = Cli::try_parse_from(v).expect("parses").command
-        else {
+        let Some(Command::Submit(submit)) = Cli::try_parse_from(v).expect("parses").command else {
             panic!("not submit")
         };
         let (mut a, mut b) = (json!({}), json!({}));

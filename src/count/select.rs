@@ -803,9 +803,11 @@ pub(crate) struct RegionTracker {
     stack: Vec<Entry>,
     /// Elements opened beyond [`MAX_DEPTH`] (not on the stack).
     overflow: u32,
-    /// Attribute values of the start tag being read, by `attr_names` index (`None`
-    /// absent; `Some` with `long` set when over [`MAX_VALUE_BYTES`]).
-    vals: Vec<Option<String>>,
+    /// Attribute values of the start tag being read, by `attr_names` index: present or
+    /// not, the value (its buffer reused from tag to tag: no allocation per element), and
+    /// `long` when over [`MAX_VALUE_BYTES`].
+    present: Vec<bool>,
+    vals: Vec<String>,
     long: Vec<bool>,
     /// The attribute whose value is being read.
     cur: Option<usize>,
@@ -820,7 +822,8 @@ impl RegionTracker {
             regions,
             stack: Vec::with_capacity(64),
             overflow: 0,
-            vals: vec![None; n],
+            present: vec![false; n],
+            vals: vec![String::new(); n],
             long: vec![false; n],
             cur: None,
             body_seen: false,
@@ -838,12 +841,8 @@ impl RegionTracker {
 
     /// A start tag's attributes begin.
     pub(crate) fn start_tag(&mut self) {
-        for v in &mut self.vals {
-            *v = None;
-        }
-        for l in &mut self.long {
-            *l = false;
-        }
+        self.present.fill(false);
+        self.long.fill(false);
         self.cur = None;
     }
 
@@ -855,9 +854,10 @@ impl RegionTracker {
             .attr_names
             .iter()
             .position(|n| n.as_bytes() == name)
-            .filter(|&i| self.vals[i].is_none());
+            .filter(|&i| !self.present[i]);
         if let Some(i) = self.cur {
-            self.vals[i] = Some(String::new());
+            self.present[i] = true;
+            self.vals[i].clear();
         }
         self.cur.is_some()
     }
@@ -865,9 +865,10 @@ impl RegionTracker {
     /// Decoded text of the wanted attribute's value.
     pub(crate) fn value(&mut self, s: &str) {
         if let Some(i) = self.cur
-            && let Some(v) = &mut self.vals[i]
+            && self.present[i]
             && !self.long[i]
         {
+            let v = &mut self.vals[i];
             if v.len() + s.len() > MAX_VALUE_BYTES {
                 self.long[i] = true;
                 v.clear();
@@ -1034,6 +1035,13 @@ impl RegionTracker {
             foreign: foreign || matches!(name, b"svg" | b"math"),
         };
         e.name[..e.len as usize].copy_from_slice(&name[..e.len as usize]);
+        if p_outside && (p_within || self.regions.within.is_empty()) {
+            // Inside an `outside` element with `within` settled: so is every element below,
+            // whatever it matches, and none of them tests this one's matches (each of them
+            // takes this same path), so nothing is matched here.
+            self.stack.push(e);
+            return;
+        }
         let long_name = name.len() > ENTRY_NAME;
         let name_str = if long_name {
             "\u{FFFF}"
@@ -1042,28 +1050,24 @@ impl RegionTracker {
         };
         // A long value only ever satisfies `[a]`: "\u{FFFF}" stands for it (a selector
         // value would have to contain U+FFFF to tell).
-        fn value(implied: bool, v: &Option<String>, long: bool) -> Option<&str> {
-            match v {
-                _ if implied => None,
-                Some(_) if long => Some("\u{FFFF}"),
-                Some(v) => Some(v.as_str()),
-                None => None,
+        fn value(implied: bool, present: bool, v: &str, long: bool) -> Option<&str> {
+            match () {
+                _ if implied || !present => None,
+                _ if long => Some("\u{FFFF}"),
+                _ => Some(v),
             }
         }
         // The values as a slice, without allocating for the usual few attribute names.
         let mut small: [Option<&str>; 8] = [None; 8];
         let big: Vec<Option<&str>>;
         let attrs: &[Option<&str>] = if self.vals.len() <= small.len() {
-            for (slot, v) in small.iter_mut().zip(self.vals.iter().zip(&self.long)) {
-                *slot = value(implied, v.0, *v.1);
+            for (i, slot) in small.iter_mut().take(self.vals.len()).enumerate() {
+                *slot = value(implied, self.present[i], &self.vals[i], self.long[i]);
             }
             &small[..self.vals.len()]
         } else {
-            big = self
-                .vals
-                .iter()
-                .zip(&self.long)
-                .map(|(v, &l)| value(implied, v, l))
+            big = (0..self.vals.len())
+                .map(|i| value(implied, self.present[i], &self.vals[i], self.long[i]))
                 .collect();
             &big
         };
@@ -1079,18 +1083,15 @@ impl RegionTracker {
             let e = &stack[top - 1 - k];
             e.bits[c / 64] & (1 << (c % 64)) != 0
         };
-        let within = p_within
-            || self
-                .regions
-                .within
-                .iter()
-                .any(|x| Regions::complex_matches(x, top, &matched));
-        let outside = p_outside
-            || self
-                .regions
-                .outside
-                .iter()
-                .any(|x| Regions::complex_matches(x, top, &matched));
+        // A selector of one compound (`nav`, `div.body`: the usual kind) is this element's
+        // own bit; only combinators need the walk up the chain.
+        let bits = e.bits;
+        let hit = |x: &Complex| match x.0.as_slice() {
+            [(_, c)] => bits[c / 64] & (1 << (c % 64)) != 0,
+            _ => Regions::complex_matches(x, top, &matched),
+        };
+        let within = p_within || self.regions.within.iter().any(hit);
+        let outside = p_outside || self.regions.outside.iter().any(hit);
         if let Some(last) = self.stack.last_mut() {
             last.within = within;
             last.outside = outside;

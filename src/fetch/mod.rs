@@ -607,9 +607,8 @@ impl Fetcher {
                 sniff = false;
                 if looks_binary(&chunk) {
                     // Not counted: dropping the response closes the connection undrained.
-                    outcome.error = Some(format!(
-                        "not a text document (content type {UNKNOWN_TYPE})"
-                    ));
+                    outcome.error =
+                        Some(format!("not a text document (content type {UNKNOWN_TYPE})"));
                     return outcome;
                 }
             }
