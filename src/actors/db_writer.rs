@@ -17,6 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::actors::ActorSlot;
 use crate::actors::submitter::SubmitterMsg;
 use crate::model::JobResult;
+use crate::store::crawls::KnownUrls;
 use crate::store::{Store, StoreOutcome};
 
 pub struct DbWriter;
@@ -39,6 +40,8 @@ pub struct DbWriterState {
     submitter: ActorSlot<SubmitterMsg>,
     pending: Vec<(JobResult, RpcReplyPort<Result<StoreOutcome, String>>)>,
     timer_armed: bool,
+    /// URLs this writer's crawls are known to have (saves the frontier's index probes).
+    known: KnownUrls,
 }
 
 pub enum DbWriterMsg {
@@ -58,7 +61,11 @@ impl DbWriterState {
             let batch: Vec<_> = self.pending.drain(..n).collect();
             let results: Vec<JobResult> = batch.iter().map(|(r, _)| r.clone()).collect();
             metrics::histogram!("wordtally_db_batch_size").record(results.len() as f64);
-            match self.store.write_results(&results).await {
+            match self
+                .store
+                .write_results(&results, Some(&mut self.known))
+                .await
+            {
                 Ok(written) => {
                     tracing::debug!(n = results.len(), "results committed");
                     for ((_, reply), outcome) in batch.into_iter().zip(written.verdicts) {
@@ -108,6 +115,7 @@ impl Actor for DbWriter {
             submitter: args.submitter,
             pending: Vec::new(),
             timer_armed: false,
+            known: KnownUrls::default(),
         })
     }
 

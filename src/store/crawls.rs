@@ -55,6 +55,53 @@ pub(crate) struct Found {
     pub role: Option<TaskRole>,
 }
 
+/// URLs the DB writer knows its crawls have (committed rows), so that a link seen again
+/// skips its index probe: on a real site most links of a page point to pages the crawl
+/// found long ago (BENCHMARKS "Production-path crawl": 44 links a page, each probed, were
+/// most of Postgres's work). Exact keys, never a hash: a false "known" would drop a page.
+/// Bounded: at [`KnownUrls::CAP`] keys it starts over, and a forgotten key only costs its
+/// probe again. One per DB writer (its database's batch ids); filled only after a commit.
+#[derive(Debug, Default)]
+pub struct KnownUrls {
+    by_batch: std::collections::HashMap<i64, std::collections::HashSet<Box<str>>>,
+    len: usize,
+}
+
+impl KnownUrls {
+    /// Keys kept at most (about 60 bytes each with the set's overhead: ~12 MiB).
+    pub const CAP: usize = 200_000;
+
+    pub fn contains(&self, batch: i64, key: &str) -> bool {
+        self.by_batch.get(&batch).is_some_and(|s| s.contains(key))
+    }
+
+    /// Records committed keys of `batch`.
+    pub fn remember(&mut self, batch: i64, keys: impl IntoIterator<Item = String>) {
+        for k in keys {
+            if self.len >= Self::CAP {
+                self.by_batch.clear();
+                self.len = 0;
+            }
+            if self
+                .by_batch
+                .entry(batch)
+                .or_default()
+                .insert(k.into_boxed_str())
+            {
+                self.len += 1;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Per-batch counters the frontier adds (beside the task totals in `Deltas`).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CrawlDelta {
@@ -180,7 +227,9 @@ macro_rules! insert_crawl_tasks {
 /// (in order; the first finder of a URL wins) as tasks, within each crawl's limits, and
 /// records the counts in `$deltas` / `$crawl`. Evaluates to the new tasks.
 macro_rules! extend_frontier {
-    ($tx:expr, $now:expr, $deltas:expr, $crawl:expr, $found:expr) => {{
+    ($tx:expr, $now:expr, $deltas:expr, $crawl:expr, $found:expr, $known:expr, $learned:expr) => {{
+        let known_urls: Option<&crate::store::crawls::KnownUrls> = $known;
+        let learned: &mut Vec<(i64, String)> = $learned;
         let found: Vec<crate::store::crawls::Found> = $found;
         let deltas: &mut crate::store::Deltas = $deltas;
         let crawl: &mut std::collections::BTreeMap<i64, crate::store::crawls::CrawlDelta> = $crawl;
@@ -214,6 +263,9 @@ macro_rules! extend_frontier {
                     cd.over_limit += 1;
                     continue;
                 }
+                if known_urls.is_some_and(|k| k.contains(batch, &f.url)) {
+                    continue;
+                }
                 cand.push((f.url, f.depth, f.found_on, f.role));
             }
             // Which of them the crawl has: one probe of the unique index each. Written as a
@@ -245,6 +297,7 @@ macro_rules! extend_frontier {
                 }
             }
             cand.retain(|c| !known.contains(&c.0));
+            learned.extend(known.into_iter().map(|k| (batch, k)));
             let room = (rules.max_pages as i64 - total - deltas.of(Some(batch)).total).max(0);
             if cand.len() as i64 > room {
                 cd.over_limit += cand.len() as i64 - room;
@@ -254,6 +307,9 @@ macro_rules! extend_frontier {
                 continue;
             }
             let tasks = insert_crawl_tasks!($tx, $now, batch, &options, &cand);
+            // Inserted here, or by a concurrent writer first (insert-or-ignore): either way
+            // the crawl has them once this commits.
+            learned.extend(cand.iter().map(|c| (batch, c.0.clone())));
             let d = deltas.of(Some(batch));
             d.total += tasks.len() as i64;
             d.not_started += tasks.len() as i64;
@@ -443,4 +499,31 @@ pub fn job_of(task: &Task, rules: &HashMap<i64, CrawlRules>) -> Job {
         });
     }
     job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnownUrls;
+
+    #[test]
+    fn known_urls_are_exact_per_batch_and_bounded() {
+        let mut k = KnownUrls::default();
+        k.remember(
+            1,
+            ["http://h.test/a".to_owned(), "http://h.test/b".to_owned()],
+        );
+        k.remember(1, ["http://h.test/a".to_owned()]);
+        assert_eq!(k.len(), 2);
+        assert!(k.contains(1, "http://h.test/a"));
+        // Another crawl, another spelling, a prefix: not known.
+        assert!(!k.contains(2, "http://h.test/a"));
+        assert!(!k.contains(1, "http://h.test/A"));
+        assert!(!k.contains(1, "http://h.test/"));
+        // Full: it starts over rather than grow.
+        k.remember(3, (0..KnownUrls::CAP).map(|i| format!("http://h.test/{i}")));
+        assert!(k.len() <= KnownUrls::CAP);
+        assert!(!k.contains(1, "http://h.test/a"));
+        k.remember(3, ["http://h.test/last".to_owned()]);
+        assert!(k.len() <= KnownUrls::CAP && k.contains(3, "http://h.test/last"));
+    }
 }

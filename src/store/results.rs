@@ -148,12 +148,20 @@ impl Store {
     /// order. Duplicates, earlier runs and unknown tasks are not errors (at-least-once
     /// delivery makes them normal); whichever of a cancel and a result commits first wins.
     pub async fn store_results(&self, results: &[JobResult]) -> StoreResult<Vec<StoreOutcome>> {
-        Ok(self.write_results(results).await?.verdicts)
+        Ok(self.write_results(results, None).await?.verdicts)
     }
 
     /// [`store_results`](Self::store_results), also returning the tasks a crawl's results
     /// added (the frontier, DESIGN §15): the caller queues them.
-    pub async fn write_results(&self, results: &[JobResult]) -> StoreResult<Written> {
+    ///
+    /// `known`: the writer's cache of URLs its crawls have (links in it skip the probe);
+    /// what this transaction learned is added after the commit.
+    pub async fn write_results(
+        &self,
+        results: &[JobResult],
+        known: Option<&mut super::crawls::KnownUrls>,
+    ) -> StoreResult<Written> {
+        let mut learned: Vec<(i64, String)> = Vec::new();
         let mut verdicts = Vec::with_capacity(results.len());
         let mut discovered: Vec<Task> = Vec::new();
         if results.is_empty() {
@@ -393,7 +401,15 @@ impl Store {
                     .await?;
             }
             if !found.is_empty() {
-                discovered = extend_frontier!(tx, now, &mut deltas, &mut crawl, found);
+                discovered = extend_frontier!(
+                    tx,
+                    now,
+                    &mut deltas,
+                    &mut crawl,
+                    found,
+                    known.as_deref(),
+                    &mut learned
+                );
             }
             apply_deltas!(tx, &deltas, now);
             apply_crawl_deltas!(tx, &crawl);
@@ -418,6 +434,15 @@ impl Store {
             FinishRuns::finish_runs(&mut *tx, &super::changes::touched(&deltas)).await?;
             tx.commit().await?;
         });
+        if let Some(k) = known {
+            let mut by_batch: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+            for (b, key) in learned {
+                by_batch.entry(b).or_default().push(key);
+            }
+            for (b, keys) in by_batch {
+                k.remember(b, keys);
+            }
+        }
         Ok(Written {
             verdicts,
             discovered,
