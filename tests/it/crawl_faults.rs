@@ -19,9 +19,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
-use crate::faults::{fast_worker, held_by_pid, pending_by_consumer, quick_reconciler, stream_len};
+use crate::faults::{
+    fast_worker, held_by_pid, kill_backends_inside_result_transactions, pending_by_consumer,
+    quick_reconciler, stream_len, terminate_backends,
+};
 use crate::helpers::{
     Stack, TestApp, TestRedis, WtProcess, eventually, free_tcp_port, start_worker_in_process,
 };
@@ -598,66 +601,20 @@ async fn crawl_survives_postgres_connections_terminated() {
     let admin = sqlx::PgPool::connect(&crate::helpers::postgres_admin_url())
         .await
         .expect("admin connection");
-    // Kills that surely land inside a result transaction: hold the counters row locked
-    // (every writer updates it last), wait until a transaction is blocked on it, and
-    // terminate every other backend of the database.
-    let mut locker = sqlx::PgConnection::connect(&stack.db.url)
-        .await
-        .expect("locker connection");
-    let locker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut locker)
-        .await
-        .unwrap();
-    let mut in_tx_kills = 0;
-    for _ in 0..3 {
-        sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
-        sqlx::query("SELECT 1 FROM task_stats WHERE id = 1 FOR UPDATE")
-            .execute(&mut locker)
-            .await
-            .unwrap();
-        eventually("a transaction waiting on the counters", SETTLE, || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity \
-                 WHERE datname = $1 AND wait_event_type = 'Lock'",
-            )
-            .bind(&stack.db.name)
-            .fetch_one(&admin)
-            .await
-            .ok()?;
-            (waiting > 0).then_some(())
-        })
-        .await;
-        let killed: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> $2",
-        )
-        .bind(&stack.db.name)
-        .bind(locker_pid)
-        .fetch_all(&admin)
-        .await
-        .expect("terminate backends");
-        in_tx_kills += killed.iter().filter(|k| **k).count();
-        sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
-        // The crawl goes on a little before the next round.
+    // Kills that surely land inside a result transaction; the crawl goes on a little
+    // before each next round.
+    let in_tx_kills = kill_backends_inside_result_transactions(&stack, &admin, 3, async || {
         let next = fetched(&site) + 10;
         wait_fetched(&site, next.min(tree.pages)).await;
-    }
-    let _ = locker.close().await;
+    })
+    .await;
     // Then blind kills every 50 ms while the crawl runs on.
     let mut terminated = 0;
     let mut rounds = 0;
     let mut ticks = tokio::time::interval(Duration::from_millis(50));
     while rounds < 40 && fetched(&site) < tree.pages * 3 / 4 {
         ticks.tick().await;
-        let killed: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(&stack.db.name)
-        .fetch_all(&admin)
-        .await
-        .expect("terminate backends");
-        terminated += killed.iter().filter(|k| **k).count();
+        terminated += terminate_backends(&stack, &admin).await;
         rounds += 1;
     }
     admin.close().await;

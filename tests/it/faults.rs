@@ -128,6 +128,72 @@ pub(crate) async fn held_by_pid(stack: &Stack, pid: u32) -> usize {
         .sum()
 }
 
+/// Kills that surely land inside a result transaction, `rounds` times: hold the counters
+/// row locked (every writer updates it last), wait until a transaction is blocked on it,
+/// terminate every other backend of the test's database, release, then `between`.
+/// Returns how many backends were terminated.
+pub(crate) async fn kill_backends_inside_result_transactions(
+    stack: &Stack,
+    admin: &sqlx::PgPool,
+    rounds: usize,
+    mut between: impl AsyncFnMut(),
+) -> usize {
+    let mut locker = sqlx::PgConnection::connect(&stack.db.url)
+        .await
+        .expect("locker connection");
+    let locker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut locker)
+        .await
+        .unwrap();
+    let mut in_tx_kills = 0;
+    for _ in 0..rounds {
+        sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+        sqlx::query("SELECT 1 FROM task_stats WHERE id = 1 FOR UPDATE")
+            .execute(&mut locker)
+            .await
+            .unwrap();
+        eventually("a transaction waiting on the counters", SETTLE, || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND wait_event_type = 'Lock'",
+            )
+            .bind(&stack.db.name)
+            .fetch_one(admin)
+            .await
+            .ok()?;
+            (waiting > 0).then_some(())
+        })
+        .await;
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> $2",
+        )
+        .bind(&stack.db.name)
+        .bind(locker_pid)
+        .fetch_all(admin)
+        .await
+        .expect("terminate backends");
+        in_tx_kills += killed.iter().filter(|k| **k).count();
+        sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+        between().await;
+    }
+    let _ = locker.close().await;
+    in_tx_kills
+}
+
+/// Terminates every backend of the test's database but the admin's own; how many.
+pub(crate) async fn terminate_backends(stack: &Stack, admin: &sqlx::PgPool) -> usize {
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&stack.db.name)
+    .fetch_all(admin)
+    .await
+    .expect("terminate backends");
+    killed.iter().filter(|k| **k).count()
+}
+
 fn report(what: &str, n: usize, started: Instant) {
     eprintln!(
         "[faults] {what}: {n} tasks, {:.1} s",
@@ -309,49 +375,11 @@ async fn postgres_connections_terminated_mid_run_lose_nothing() {
     let admin = sqlx::PgPool::connect(&crate::helpers::postgres_admin_url())
         .await
         .expect("admin connection");
-    // First, kills that surely land inside the DB writer's transaction: hold the counters
-    // row locked, wait until a transaction (which inserts results, then updates the
-    // counters) is blocked on it, and terminate every other backend of the database.
-    let mut locker = sqlx::PgConnection::connect(&stack.db.url)
-        .await
-        .expect("locker connection");
-    let locker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut locker)
-        .await
-        .unwrap();
-    let mut in_tx_kills = 0;
-    for _ in 0..3 {
-        sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
-        sqlx::query("SELECT 1 FROM task_stats WHERE id = 1 FOR UPDATE")
-            .execute(&mut locker)
-            .await
-            .unwrap();
-        eventually("a transaction waiting on the counters", SETTLE, || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_stat_activity \
-                 WHERE datname = $1 AND wait_event_type = 'Lock'",
-            )
-            .bind(&stack.db.name)
-            .fetch_one(&admin)
-            .await
-            .ok()?;
-            (waiting > 0).then_some(())
-        })
-        .await;
-        let killed: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> $2",
-        )
-        .bind(&stack.db.name)
-        .bind(locker_pid)
-        .fetch_all(&admin)
-        .await
-        .expect("terminate backends");
-        in_tx_kills += killed.iter().filter(|k| **k).count();
-        sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    // First, kills that surely land inside the DB writer's transaction.
+    let in_tx_kills = kill_backends_inside_result_transactions(&stack, &admin, 3, async || {
         tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let _ = locker.close().await;
+    })
+    .await;
     eprintln!(
         "[faults] {in_tx_kills} Postgres connections terminated while a transaction was blocked"
     );
@@ -364,15 +392,7 @@ async fn postgres_connections_terminated_mid_run_lose_nothing() {
     // writer's transactions, and those need many tries.
     while rounds < 80 && finished_at_last_kill < n as i64 * 3 / 4 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let killed: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(&stack.db.name)
-        .fetch_all(&admin)
-        .await
-        .expect("terminate backends");
-        terminated += killed.iter().filter(|k| **k).count() as i64;
+        terminated += terminate_backends(&stack, &admin).await as i64;
         rounds += 1;
         if let Some((_, _, f)) = db_status_counts(&pool).await {
             finished_at_last_kill = f;
