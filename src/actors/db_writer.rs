@@ -58,8 +58,8 @@ impl DbWriterState {
         self.timer_armed = false;
         while !self.pending.is_empty() {
             let n = self.pending.len().min(self.batch_size);
-            let batch: Vec<_> = self.pending.drain(..n).collect();
-            let results: Vec<JobResult> = batch.iter().map(|(r, _)| r.clone()).collect();
+            // Split, not cloned: a crawl's results carry every link of their pages.
+            let (results, replies): (Vec<JobResult>, Vec<_>) = self.pending.drain(..n).unzip();
             metrics::histogram!("wordtally_db_batch_size").record(results.len() as f64);
             match self
                 .store
@@ -68,7 +68,7 @@ impl DbWriterState {
             {
                 Ok(written) => {
                     tracing::debug!(n = results.len(), "results committed");
-                    for ((_, reply), outcome) in batch.into_iter().zip(written.verdicts) {
+                    for (reply, outcome) in replies.into_iter().zip(written.verdicts) {
                         let _ = reply.send(Ok(outcome));
                     }
                     if !written.discovered.is_empty() {
@@ -89,7 +89,7 @@ impl DbWriterState {
                 Err(e) => {
                     metrics::counter!("wordtally_db_batch_failures_total").increment(1);
                     tracing::warn!(error = %e, n = results.len(), "result batch not stored; senders will retry");
-                    for (_, reply) in batch {
+                    for reply in replies {
                         let _ = reply.send(Err(e.to_string()));
                     }
                 }

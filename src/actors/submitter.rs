@@ -113,20 +113,27 @@ impl SubmitterState {
         if tasks.is_empty() {
             return true;
         }
-        let jobs = match self.jobs(tasks).await {
-            Some(j) => j,
-            None => return false,
+        if !self.push_jobs(tasks).await {
+            return false;
+        }
+        let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
+        if let Err(e) = self.store.mark_queued(&ids).await {
+            // Queued but not marked: the worker's result still finishes them.
+            tracing::warn!(error = %e, "tasks queued but not marked PENDING");
+        }
+        true
+    }
+
+    /// Hands the jobs of `tasks` to the queue (nothing recorded); false if it refused.
+    async fn push_jobs(&mut self, tasks: &[Task]) -> bool {
+        let Some(jobs) = self.jobs(tasks).await else {
+            return false;
         };
         match tokio::time::timeout(Duration::from_secs(5), self.queue.enqueue(&jobs)).await {
             Ok(Ok(())) => {
                 if self.queue_down {
                     tracing::info!("queue reachable again");
                     self.queue_down = false;
-                }
-                let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
-                if let Err(e) = self.store.mark_queued(&ids).await {
-                    // Queued but not marked: the worker's result still finishes them.
-                    tracing::warn!(error = %e, "tasks queued but not marked PENDING");
                 }
                 true
             }
@@ -137,6 +144,34 @@ impl SubmitterState {
             Err(_) => {
                 self.note_down("enqueue timed out", tasks.len());
                 false
+            }
+        }
+    }
+
+    /// Queues the tasks a crawl's results added. Claimed and marked PENDING first, in one
+    /// transaction (`Store::claim_and_mark_queued`: a sweep may have queued some of them
+    /// already, when this message came late), then handed to the queue; what the queue
+    /// refuses goes back to NOT_STARTED for the reconciler.
+    async fn queue_discovered(&mut self, mut tasks: Vec<Task>) {
+        let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
+        let claimed = match self.store.claim_and_mark_queued(&ids).await {
+            Ok(c) => c,
+            // Unclaimed, they wait as NOT_STARTED for the reconciler's sweep.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim discovered tasks");
+                return;
+            }
+        };
+        tasks.retain(|t| claimed.binary_search(&t.id).is_ok());
+        if tasks.is_empty() {
+            return;
+        }
+        let refused = !self.push_jobs(&tasks).await;
+        if refused {
+            let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
+            if let Err(e) = self.store.unclaim_queued(&ids).await {
+                // They stay PENDING without a job: their pending deadline queues them.
+                tracing::warn!(error = %e, "discovered tasks not queued wait for their deadline");
             }
         }
     }
@@ -409,19 +444,7 @@ impl Actor for Submitter {
                 };
                 let _ = reply.send(n);
             }
-            SubmitterMsg::Discovered(mut tasks) => {
-                // Claim first: a sweep may have queued some of them already, when this
-                // message came late (see `Store::claim_unqueued`).
-                let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
-                match state.store.claim_unqueued(&ids).await {
-                    Ok(claimed) => {
-                        tasks.retain(|t| claimed.binary_search(&t.id).is_ok());
-                        state.enqueue(&tasks).await;
-                    }
-                    // Unclaimed, they wait as NOT_STARTED for the reconciler's sweep.
-                    Err(e) => tracing::warn!(error = %e, "cannot claim discovered tasks"),
-                }
-            }
+            SubmitterMsg::Discovered(tasks) => state.queue_discovered(tasks).await,
             SubmitterMsg::Sweep => {
                 state.check_generation(&myself).await;
                 state.sweep().await

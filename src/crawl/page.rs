@@ -5,7 +5,10 @@
 //! silent. Deciding what is *new* is not done here: that is the DB writer's frontier
 //! insert, the only place that sees the whole crawl.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use foldhash::fast::RandomState as FastHash;
 
 use url::Url;
 
@@ -50,10 +53,19 @@ pub fn report(page: &Url, links: &RawLinks, rules: &CrawlRules, scope: &Scope) -
         .and_then(|b| page.join(b.trim()).ok())
         .filter(|b| matches!(b.scheme(), "http" | "https"))
         .unwrap_or_else(|| page.clone());
-    let mut seen_in: HashSet<String> = HashSet::new();
-    let mut seen_out: HashSet<String> = HashSet::new();
+    let mut seen_raw: HashSet<&str, FastHash> =
+        HashSet::with_capacity_and_hasher(links.hrefs.len(), FastHash::default());
+    // Every URL seen, and whether it is in scope (distinct per page either way).
+    let mut seen: HashMap<String, bool, FastHash> =
+        HashMap::with_capacity_and_hasher(links.hrefs.len(), FastHash::default());
     let cap = rules.links_per_page as usize;
     for href in &links.hrefs {
+        // An href repeated verbatim resolves to the same URL: skip it before the URL
+        // parser, the costliest step here (a docs page repeats most of its links: 2,465
+        // hrefs, 619 distinct on Python's `os.html`).
+        if !seen_raw.insert(href.as_str()) {
+            continue;
+        }
         let url = match resolve(&base, href, rules.max_url_len) {
             Ok(u) => u,
             // Not a page to crawl (mailto:, javascript:, a broken URL): not a limit, so
@@ -68,22 +80,20 @@ pub fn report(page: &Url, links: &RawLinks, rules: &CrawlRules, scope: &Scope) -
                 continue;
             }
         };
-        let key = String::from(url.clone());
-        if seen_in.contains(&key) || seen_out.contains(&key) {
+        let in_scope = scope.check(&url).is_ok();
+        let Entry::Vacant(slot) = seen.entry(String::from(url)) else {
             continue;
-        }
-        if scope.check(&url).is_err() {
-            // Distinct per page; bounded by the page's own href count.
-            seen_out.insert(key);
+        };
+        if !in_scope {
+            slot.insert(false);
             out.out_of_scope += 1;
-            continue;
-        }
-        if seen_in.len() >= cap {
+        } else if out.links.len() >= cap {
+            // Not kept, so a later spelling of it counts again (as before the cap).
             out.dropped += 1;
-            continue;
+        } else {
+            out.links.push(slot.key().clone());
+            slot.insert(true);
         }
-        seen_in.insert(key.clone());
-        out.links.push(key);
     }
     out
 }

@@ -250,8 +250,13 @@ impl Scope {
     fn onsite(&self, u: &Url) -> bool {
         match self.follow {
             Follow::Host => {
-                let hp = host_port(u);
-                self.roots.contains(&hp)
+                // `host_port(u)` without building it (this runs for every link).
+                let host = u.host_str().unwrap_or_default();
+                let port = u.port_or_known_default().unwrap_or(0);
+                self.roots.iter().any(|r| {
+                    r.rsplit_once(':')
+                        .is_some_and(|(h, p)| h == host && p.parse::<u16>() == Ok(port))
+                })
             }
             Follow::Domain => {
                 let host = u.host_str().unwrap_or_default().trim_end_matches('.');

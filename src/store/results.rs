@@ -97,14 +97,14 @@ pub struct Written {
 /// Turns a stored crawl result's report into frontier input: a page's links one level
 /// deeper; a sitemap's URLs as depth-0 seeds and its child sitemaps one nesting deeper; a
 /// robots.txt's sitemaps as depth-0 sitemaps.
-fn frontier_input(
-    found: &mut Vec<Found>,
+fn frontier_input<'a>(
+    found: &mut Vec<Found<'a>>,
     crawl: &mut BTreeMap<i64, CrawlDelta>,
     task: i64,
     batch: i64,
     depth: i32,
     role: Option<TaskRole>,
-    report: &CrawlReport,
+    report: &'a CrawlReport,
 ) {
     let cd = crawl.entry(batch).or_default();
     cd.out_of_scope += report.out_of_scope as i64;
@@ -114,9 +114,9 @@ fn frontier_input(
         Some(TaskRole::Sitemap) => (0, depth + 1),
         Some(TaskRole::Robots) => (0, 0),
     };
-    let link = |url: &String, depth: i32, role: Option<TaskRole>| Found {
+    let link = |url: &'a String, depth: i32, role: Option<TaskRole>| Found {
         batch,
-        url: url.clone(),
+        url: url.as_str(),
         depth,
         found_on: Some(task),
         role,

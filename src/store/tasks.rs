@@ -427,47 +427,88 @@ impl Store {
         Ok(out)
     }
 
-    /// Claims a crawl's just-discovered tasks for queueing: of `ids`, those still
-    /// NOT_STARTED and never handed to the queue (`queued_at` NULL) get `queued_at` = now;
-    /// returns their ids. Two paths may queue such a task — the DB writer's `Discovered`
-    /// message and the reconciler's sweep of NOT_STARTED tasks older than
-    /// REQUEUE_NOT_STARTED_SECS, which claims by setting `queued_at` too — and a page was
-    /// fetched twice whenever the sweep came first (the message handled more than those
-    /// seconds after the transaction's clock: 10,085 of 100,000 pages once, BENCHMARKS
-    /// "Production-path crawl"). Now exactly one of them queues it.
-    pub async fn claim_unqueued(&self, ids: &[i64]) -> StoreResult<Vec<i64>> {
+    /// Claims a crawl's just-discovered tasks and marks them queued, in one transaction:
+    /// of `ids`, those still NOT_STARTED and never handed to the queue (`queued_at` NULL)
+    /// move to PENDING, one attempt, queued now; returns their ids. The caller then hands
+    /// their jobs to the queue, and on failure gives them back (`unclaim_queued`).
+    ///
+    /// Two paths may queue such a task — the DB writer's `Discovered` message and the
+    /// reconciler's sweep of NOT_STARTED tasks older than REQUEUE_NOT_STARTED_SECS, which
+    /// claims by setting `queued_at` — and a page was fetched twice whenever the sweep came
+    /// first (the message handled more than those seconds after the transaction's clock:
+    /// 10,085 of 100,000 pages once, BENCHMARKS "Production-path crawl"). Exactly one of
+    /// them queues it. Claiming and marking used to be two transactions under the writers'
+    /// lock (claim, enqueue, mark), each a new version of every row with all its index
+    /// entries; marking before the enqueue makes it one, and a job can only reach a
+    /// worker after its task is PENDING. Should this process die between the commit and
+    /// the enqueue, the tasks wait for their pending deadline: a delay, never a loss.
+    pub async fn claim_and_mark_queued(&self, ids: &[i64]) -> StoreResult<Vec<i64>> {
         let mut out = Vec::new();
         if ids.is_empty() {
             return Ok(out);
         }
         let now = now_ms();
-        let postgres = matches!(self, Store::Postgres(_));
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            if postgres {
-                // The writers' lock, as in `claim_queued_before` (no deadlock with a result
-                // batch updating the same rows in another order).
-                sqlx::query("SELECT id FROM task_stats WHERE id = 1 FOR UPDATE")
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let mut tx = begin_write!(pool);
+            let mut deltas = Deltas::default();
             for chunk in ids.chunks(CHUNK) {
-                let mut qb = QueryBuilder::new("UPDATE task SET queued_at = ");
+                let mut qb = QueryBuilder::new(
+                    "UPDATE task SET task_status = 'PENDING', attempts = attempts + 1, queued_at = ",
+                );
                 qb.push_bind(now);
+                qb.push(", updated_at = ").push_bind(now);
                 qb.push(" WHERE task_status = 'NOT_STARTED' AND queued_at IS NULL AND id IN (");
-                let mut sep = qb.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                qb.push(") RETURNING id");
+                push_ids(&mut qb, chunk);
+                qb.push(") RETURNING id, batch_id");
                 for row in qb.build().fetch_all(&mut *tx).await? {
                     out.push(row.try_get::<i64, _>(0)?);
+                    deltas.of(row.try_get::<Option<i64>, _>(1)?).moved(
+                        TaskStatus::NotStarted,
+                        TaskStatus::Pending,
+                        1,
+                    );
                 }
             }
+            apply_deltas!(tx, &deltas, now);
             tx.commit().await?;
         });
         out.sort_unstable();
         Ok(out)
+    }
+
+    /// Undoes `claim_and_mark_queued` for tasks the queue refused: back to NOT_STARTED
+    /// with the attempt taken back, keeping `queued_at`, so the reconciler's sweep of
+    /// NOT_STARTED tasks queues them once the queue is back. Only tasks still PENDING
+    /// from that claim (no result, no other claim since) move.
+    pub async fn unclaim_queued(&self, ids: &[i64]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        on_pool!(self, |pool| {
+            let mut tx = begin_write!(pool);
+            let mut deltas = Deltas::default();
+            for chunk in ids.chunks(CHUNK) {
+                let mut qb = QueryBuilder::new(
+                    "UPDATE task SET task_status = 'NOT_STARTED', attempts = attempts - 1, \
+                     updated_at = ",
+                );
+                qb.push_bind(now);
+                qb.push(" WHERE task_status = 'PENDING' AND attempts = 1 AND id IN (");
+                push_ids(&mut qb, chunk);
+                qb.push(") RETURNING batch_id");
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    deltas.of(row.try_get::<Option<i64>, _>(0)?).moved(
+                        TaskStatus::Pending,
+                        TaskStatus::NotStarted,
+                        1,
+                    );
+                }
+            }
+            apply_deltas!(tx, &deltas, now);
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// One task with its current run's result.

@@ -642,3 +642,86 @@ fn pow2_chunks_cover_everything_in_order_in_few_shapes() {
         assert!(small.windows(2).all(|w| w[0] > w[1]), "n = {n}: {small:?}");
     }
 }
+
+/// Two crawl seeds, stored NOT_STARTED and never queued (as the DB writer leaves them).
+async fn crawl_seeds(store: &Store) -> (i64, Vec<i64>) {
+    let crawl = super::crawls::StoredCrawl {
+        start: vec!["http://a.example/".into()],
+        sitemaps: Vec::new(),
+        rules: crate::crawl::rules::CrawlRules::default(),
+    };
+    let seeds: Vec<super::crawls::Seed> = ["http://a.example/", "http://a.example/b"]
+        .iter()
+        .map(|u| super::crawls::Seed {
+            url: (*u).into(),
+            role: None,
+        })
+        .collect();
+    let (batch, tasks) = store
+        .insert_crawl(None, None, &CountOptions::default(), &crawl, &seeds)
+        .await
+        .unwrap();
+    (batch, tasks.iter().map(|t| t.id).collect())
+}
+
+/// The two paths that queue a crawl's discovered tasks (the DB writer's message and the
+/// reconciler's sweep of old NOT_STARTED tasks) in each order: exactly one claims each
+/// task, and the counters follow. Then the undo for a queue that refused.
+#[tokio::test]
+async fn discovered_tasks_are_claimed_by_one_path_in_either_order() {
+    // The sweep first (the message came late): the message claims nothing.
+    let store = memory_store().await;
+    let (batch, ids) = crawl_seeds(&store).await;
+    let swept = store
+        .claim_stale(TaskStatus::NotStarted, -1, 10)
+        .await
+        .unwrap();
+    assert_eq!(swept.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
+    assert!(store.claim_and_mark_queued(&ids).await.unwrap().is_empty());
+    let b = store.get_batch(batch).await.unwrap().unwrap();
+    assert_eq!((b.not_started, b.pending), (2, 0));
+
+    // The message first: both PENDING at once, one attempt; the sweep finds nothing.
+    let store = memory_store().await;
+    let (batch2, ids) = crawl_seeds(&store).await;
+    assert_eq!(store.claim_and_mark_queued(&ids).await.unwrap(), ids);
+    for id in &ids {
+        let t = store.get_task(*id).await.unwrap().unwrap().task;
+        assert_eq!((t.status, t.attempts), (TaskStatus::Pending, 1));
+        assert!(t.queued_at.is_some());
+    }
+    let b = store.get_batch(batch2).await.unwrap().unwrap();
+    assert_eq!((b.not_started, b.pending), (0, 2));
+    assert_eq!(b, recount(&store, batch2).await);
+    assert!(
+        store
+            .claim_stale(TaskStatus::NotStarted, -1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A second message for the same tasks (redelivered) claims nothing.
+    assert!(store.claim_and_mark_queued(&ids).await.unwrap().is_empty());
+
+    // The queue refused: back to NOT_STARTED, the attempt taken back, and the sweep (not
+    // the message) queues them later.
+    store.unclaim_queued(&ids).await.unwrap();
+    let b = store.get_batch(batch2).await.unwrap().unwrap();
+    assert_eq!((b.not_started, b.pending), (2, 0));
+    assert_eq!(b, recount(&store, batch2).await);
+    for id in &ids {
+        let t = store.get_task(*id).await.unwrap().unwrap().task;
+        assert_eq!((t.status, t.attempts), (TaskStatus::NotStarted, 0));
+    }
+    assert!(store.claim_and_mark_queued(&ids).await.unwrap().is_empty());
+    let swept = store
+        .claim_stale(TaskStatus::NotStarted, -1, 10)
+        .await
+        .unwrap();
+    assert_eq!(swept.len(), 2);
+    // A task that got its result is never moved back.
+    store.store_results(&[result_for(ids[0], 3)]).await.unwrap();
+    store.unclaim_queued(&ids).await.unwrap();
+    let t = store.get_task(ids[0]).await.unwrap().unwrap().task;
+    assert_eq!(t.status, TaskStatus::Finished);
+}
