@@ -9,6 +9,8 @@ WORKDIR /src
 # file; `--bin wordtally` never compiles them. The dummies outside src/ stay for the second
 # step, which loads the same manifest. tests/deploy-check.sh runs these steps outside Docker.
 COPY Cargo.toml Cargo.lock build.rs ./
+# tokio-nsq with one patch, used through [patch.crates-io] (vendor/tokio-nsq/PATCHED.md).
+COPY vendor vendor
 RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && awk '/^\[/ { if (k) print p; k = 0; p = "" } \
         /^\[\[(bin|bench|example|test)\]\]/ { k = 1; d = "src/bin" } \

@@ -18,6 +18,10 @@
 //!   above recovers from it; keeping the DB writer well under nsqd's `--msg-timeout`
 //!   (60 s) avoids it.
 //!
+//! * its connections kept Nagle's algorithm on, and it writes through an 8 KiB buffer: an
+//!   MPUB larger than that (a few crawl results) waited for the peer's delayed ACK, ~30 ms
+//!   a publish. The crate is built patched from `vendor/tokio-nsq` (TCP_NODELAY).
+//!
 //! Only documented nsqd v1.3 behaviour is relied on: PUB/MPUB answer `OK`, an unfinished
 //! message is redelivered after the message timeout or on disconnect.
 
