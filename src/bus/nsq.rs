@@ -16,8 +16,7 @@
 //! * a late FIN (after the message timed out) gets `E_FIN_FAILED <details>`, which
 //!   tokio-nsq treats as fatal: that connection goes silent for good. The idle rebuild
 //!   above recovers from it; keeping the DB writer well under nsqd's `--msg-timeout`
-//!   (60 s) avoids it.
-//!
+//!   (60 s) avoids it;
 //! * its connections kept Nagle's algorithm on, and it writes through an 8 KiB buffer: an
 //!   MPUB larger than that (a few crawl results) waited for the peer's delayed ACK, ~30 ms
 //!   a publish. The crate is built patched from `vendor/tokio-nsq` (TCP_NODELAY).
