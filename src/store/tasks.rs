@@ -485,10 +485,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Undoes `claim_and_mark_queued` for tasks the queue refused: back to NOT_STARTED
-    /// with the attempt taken back, keeping `queued_at`, so the reconciler's sweep of
-    /// NOT_STARTED tasks queues them once the queue is back. Only tasks still PENDING
-    /// from that claim (no result, no other claim since) move.
+    /// Undoes `claim_and_mark_queued` for tasks the queue refused: back to NOT_STARTED,
+    /// keeping `queued_at`, so the reconciler's sweep of NOT_STARTED tasks queues them once
+    /// the queue is back. The attempt stays counted: a refused hand-off may have reached
+    /// the queue in part (Redis killed in the middle of the XADDs), so a worker may run
+    /// the job and the sweep's re-queue is its second delivery. Only tasks still PENDING
+    /// move (a task whose result came first stays finished).
     pub async fn unclaim_queued(&self, ids: &[i64]) -> StoreResult<()> {
         if ids.is_empty() {
             return Ok(());
@@ -498,13 +500,11 @@ impl Store {
             let mut tx = begin_write!(pool);
             let mut deltas = Deltas::default();
             for chunk in ids.chunks(CHUNK) {
-                let mut qb = QueryBuilder::new(
-                    "UPDATE task SET task_status = 'NOT_STARTED', attempts = attempts - 1, \
-                     updated_at = ",
-                );
+                let mut qb =
+                    QueryBuilder::new("UPDATE task SET task_status = 'NOT_STARTED', updated_at = ");
                 qb.push_bind(now);
                 // By primary key only, as in `claim_and_mark_queued`.
-                qb.push(" WHERE (task_status = 'PENDING') IS TRUE AND attempts = 1 AND id IN (");
+                qb.push(" WHERE (task_status = 'PENDING') IS TRUE AND id IN (");
                 push_ids(&mut qb, chunk);
                 qb.push(") RETURNING batch_id");
                 for row in qb.build().fetch_all(&mut *tx).await? {

@@ -703,15 +703,15 @@ async fn discovered_tasks_are_claimed_by_one_path_in_either_order() {
     // A second message for the same tasks (redelivered) claims nothing.
     assert!(store.claim_and_mark_queued(&ids).await.unwrap().is_empty());
 
-    // The queue refused: back to NOT_STARTED, the attempt taken back, and the sweep (not
-    // the message) queues them later.
+    // The queue refused: back to NOT_STARTED, the attempt still counted (the hand-off may
+    // have reached the queue in part), and the sweep (not the message) queues them later.
     store.unclaim_queued(&ids).await.unwrap();
     let b = store.get_batch(batch2).await.unwrap().unwrap();
     assert_eq!((b.not_started, b.pending), (2, 0));
     assert_eq!(b, recount(&store, batch2).await);
     for id in &ids {
         let t = store.get_task(*id).await.unwrap().unwrap().task;
-        assert_eq!((t.status, t.attempts), (TaskStatus::NotStarted, 0));
+        assert_eq!((t.status, t.attempts), (TaskStatus::NotStarted, 1));
     }
     assert!(store.claim_and_mark_queued(&ids).await.unwrap().is_empty());
     let swept = store
