@@ -285,7 +285,18 @@ impl RobotsCache {
                 .arg(FETCH_LOCK.as_millis() as u64)
                 .query_async(&mut conn)
                 .await?;
-            if got.is_some() || Instant::now() >= deadline {
+            if got.is_some() {
+                // The holder may have stored its copy and let go of the lock between our GET
+                // and our SET: look once more before fetching it a second time.
+                let stored: Option<String> =
+                    redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+                if let Some(file) = stored.and_then(|s| serde_json::from_str(&s).ok()) {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(lock).query_async(&mut conn).await;
+                    return Ok(Some(file));
+                }
+                return Ok(None);
+            }
+            if Instant::now() >= deadline {
                 return Ok(None);
             }
             // Another process is fetching it: its answer lands under `key` shortly.
